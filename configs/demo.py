@@ -1,4 +1,4 @@
-"""Demo: sample one Fashion-MNIST MLP from the μP family and train it with Adam.
+"""Demo: sample one Fashion-MNIST MLP (standard parametrization) and train it with Adam.
 
 Command:  python meta_train.py --config configs/demo.py --workdir /tmp/lopt_demo
 Cost on 2 CPU cores: about 10 s, most of it start-up and compilation.
