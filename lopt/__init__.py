@@ -1,0 +1,34 @@
+"""Learned optimizers as optax transformations.
+
+An architecture is a frozen config with `init(key) -> theta` (a plain pytree of meta-parameters)
+and `optimizer(theta, **options) -> optax.GradientTransformationExtraArgs`. Files written by
+`save` load back with `load` (ready optimizer) or `load_theta` (architecture and theta).
+
+>>> import jax, optax, lopt
+>>> arch = lopt.ARCHITECTURES["mulo"]()
+>>> opt = optax.chain(optax.add_decayed_weights(1e-4), arch.optimizer(arch.init(jax.random.key(0))))
+
+`lopt` imports none of the project's other packages.
+"""
+
+from lopt.adam import LearnableAdam
+from lopt.features import FEATURE_VERSION
+from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
+from lopt.mulo import MuLO
+from lopt.mup import infer_roles, multipliers
+from lopt.velo import VeLO
+
+ARCHITECTURES = {"mulo": MuLO, "velo": VeLO, "adam": LearnableAdam}
+
+
+def get_arch(name: str, **config):
+    """An architecture config by name (see ARCHITECTURES)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; valid: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name](**config)
+
+
+__all__ = [
+    "ARCHITECTURES", "FEATURE_VERSION", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",
+    "infer_roles", "list_pretrained", "load", "load_theta", "multipliers", "save",
+]

@@ -1,0 +1,144 @@
+"""Per-parameter accumulators and features shared by the MLP learned optimizers.
+
+For one tensor p with gradient g, the accumulators are: three momenta m_k, the second moment v,
+and three Adafactor factored second moments (row and column means of g², one per decay). From
+them come 28 features (`FEATURE_NAMES`), each divided by its RMS over the tensor, plus 11 time
+features tanh(t/x − 1). Decays arrive as arrays so that they can be meta-learned.
+
+>>> import jax.numpy as jnp
+>>> acc = init_accumulators(jnp.zeros((4, 3)))
+>>> acc.mom.shape, acc.row.shape, acc.col.shape
+((3, 4, 3), (3, 4), (3, 3))
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+FEATURE_VERSION = 1
+NUM_DECAYS = 3
+EPS = 1e-8
+TIME_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4, 3e4, 1e5)
+FEATURE_NAMES = (
+    ("g", "p")
+    + tuple(f"m{k}" for k in range(3))
+    + ("v",)
+    + tuple(f"m{k}_rsqrt_v" for k in range(3))
+    + ("rsqrt_v",)
+    + tuple(f"g_fac{k}" for k in range(3))
+    + tuple(f"row{k}" for k in range(3))
+    + tuple(f"col{k}" for k in range(3))
+    + tuple(f"rsqrt_row{k}" for k in range(3))
+    + tuple(f"rsqrt_col{k}" for k in range(3))
+    + tuple(f"m{k}_fac{k}" for k in range(3))
+)
+NUM_FEATURES = len(FEATURE_NAMES)  # 28
+NUM_TIME_FEATURES = len(TIME_SCALES)  # 11
+
+
+class Accumulators(NamedTuple):
+    """Accumulators of one tensor of shape S. For tensors of rank < 2, `row` holds the full
+    (unfactored) second moment per decay and `col` is unused."""
+
+    mom: jax.Array  # (3,) + S
+    v: jax.Array  # S
+    row: jax.Array  # (3,) + S[:-1], or (3,) + S for rank < 2
+    col: jax.Array  # (3,) + S[:-2] + S[-1:], or (3,) for rank < 2
+
+
+def _factored(p: jax.Array) -> bool:
+    return p.ndim >= 2
+
+
+def acc_dtype(p: jax.Array):
+    """Accumulators are kept in at least float32, whatever the params' dtype."""
+    return jnp.promote_types(p.dtype, jnp.float32)
+
+
+def init_accumulators(p: jax.Array) -> Accumulators:
+    s, dt = p.shape, acc_dtype(p)
+    if _factored(p):
+        row = jnp.zeros((NUM_DECAYS,) + s[:-1], dt)
+        col = jnp.zeros((NUM_DECAYS,) + s[:-2] + s[-1:], dt)
+    else:
+        row, col = jnp.zeros((NUM_DECAYS,) + s, dt), jnp.zeros((NUM_DECAYS,), dt)
+    return Accumulators(jnp.zeros((NUM_DECAYS,) + s, dt), jnp.zeros(s, dt), row, col)
+
+
+def _lead(x: jax.Array, ndim: int) -> jax.Array:
+    """Reshapes a (3,) decay vector to broadcast against a (3,) + shape-of-rank-ndim array."""
+    return x.reshape((-1,) + (1,) * ndim)
+
+
+def update_accumulators(
+    acc: Accumulators, g: jax.Array, mom_decay_3: jax.Array, rms_decay: jax.Array, fac_decay_3: jax.Array
+) -> Accumulators:
+    """One EMA step of every accumulator with gradient g."""
+    g = g.astype(acc.v.dtype)
+    b_m = _lead(mom_decay_3, g.ndim)
+    mom = b_m * acc.mom + (1 - b_m) * g[None]
+    v = rms_decay * acc.v + (1 - rms_decay) * g * g
+    g2 = g * g + 1e-30
+    if _factored(g):
+        b_r, b_c = _lead(fac_decay_3, g.ndim - 1), _lead(fac_decay_3, g.ndim - 1)
+        row = b_r * acc.row + (1 - b_r) * g2.mean(axis=-1)[None]
+        col = b_c * acc.col + (1 - b_c) * g2.mean(axis=-2)[None]
+    else:
+        b_f = _lead(fac_decay_3, g.ndim)
+        row, col = b_f * acc.row + (1 - b_f) * g2[None], acc.col
+    return Accumulators(mom, v, row, col)
+
+
+def _factored_rsqrt(acc: Accumulators, ndim: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(rsqrt of the factored second moment, row stat, col stat), all broadcast to (3,) + S."""
+    if ndim >= 2:
+        row_mean = acc.row.mean(axis=-1, keepdims=True)
+        row_factor = jax.lax.rsqrt(acc.row / (row_mean + 1e-30) + 1e-30)[..., None]
+        col_factor = jax.lax.rsqrt(acc.col + 1e-30)[..., None, :]
+        row_b = jnp.broadcast_to(acc.row[..., None], acc.mom.shape)
+        col_b = jnp.broadcast_to(acc.col[..., None, :], acc.mom.shape)
+        return row_factor * col_factor, row_b, col_b
+    return jax.lax.rsqrt(acc.row + 1e-30), acc.row, acc.row
+
+
+def raw_features(p: jax.Array, g: jax.Array, acc: Accumulators) -> jax.Array:
+    """The 28 un-normalized features of one tensor, stacked as (28,) + S (order: FEATURE_NAMES).
+
+    `acc` must already include this step's gradient."""
+    p, g = p.astype(acc.v.dtype), g.astype(acc.v.dtype)
+    rsqrt_v = jax.lax.rsqrt(acc.v + EPS)
+    fac_rsqrt, row_b, col_b = _factored_rsqrt(acc, p.ndim)
+    return jnp.concatenate(
+        [
+            g[None], p[None], acc.mom, acc.v[None], acc.mom * rsqrt_v[None], rsqrt_v[None],
+            g[None] * fac_rsqrt, row_b, col_b, jax.lax.rsqrt(row_b + EPS), jax.lax.rsqrt(col_b + EPS),
+            acc.mom * fac_rsqrt,
+        ],
+        axis=0,
+    )
+
+
+def feature_rms(feats_FxS: jax.Array) -> jax.Array:
+    """Per-feature RMS over the tensor, shape (F,)."""
+    axes = tuple(range(1, feats_FxS.ndim))
+    return jnp.sqrt(jnp.mean(feats_FxS * feats_FxS, axis=axes) + EPS)
+
+
+def normalized_features(p: jax.Array, g: jax.Array, acc: Accumulators) -> jax.Array:
+    """The 28 features, each divided by its RMS over the tensor: (28,) + S."""
+    feats = raw_features(p, g, acc)
+    return feats / _lead(feature_rms(feats), p.ndim)
+
+
+def time_features(step: jax.Array) -> jax.Array:
+    """tanh(t/x − 1) for the 11 time scales x, shape (11,)."""
+    t = jnp.asarray(step, jnp.float32)
+    return jnp.tanh(t / jnp.asarray(TIME_SCALES, jnp.float32) - 1.0)
+
+
+def decay_from_logit(theta_k: jax.Array, base: jax.Array) -> jax.Array:
+    """μLO's reparametrization 1 − (1 − base)·exp(10·θ), kept inside [0, 1 − 1e-6]."""
+    return jnp.clip(1.0 - (1.0 - base) * jnp.exp(10.0 * theta_k), 0.0, 1.0 - 1e-6)

@@ -1,0 +1,122 @@
+"""μLO / small_fc_lopt: a per-parameter MLP over 28 accumulator features and 11 time features.
+
+The MLP (39 → hidden → hidden → 2, ReLU) outputs a direction d and a magnitude m per parameter;
+the step is λ1·d·exp(λ2·m), times 1/fan_in on hidden weights under μP. The three momentum, one
+second-moment and three Adafactor decays are meta-learned through μLO's reparametrization.
+
+Each feature's per-tensor RMS normalization is folded into the first layer's weights, and the time
+features (the same for every parameter) into its bias, so the per-parameter work is one matmul per
+layer on the raw 28 features.
+
+>>> import jax, optax
+>>> arch = MuLO()
+>>> theta = arch.init(jax.random.key(0))
+>>> opt = arch.optimizer(theta)
+>>> params = {"w": jax.numpy.ones((3, 2))}
+>>> state = opt.init(params)
+>>> updates, state = opt.update(params, state, params)
+>>> jax.tree.map(jax.numpy.shape, updates)
+{'w': (3, 2)}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lopt import common, features
+from lopt.features import NUM_FEATURES, NUM_TIME_FEATURES
+
+PyTree = Any
+
+
+class MuLOState(NamedTuple):
+    count: jax.Array
+    acc: PyTree  # an Accumulators per parameter tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class MuLO:
+    """Architecture config (static). `init(key) -> theta`, `optimizer(theta) -> optax transform`."""
+
+    name: ClassVar[str] = "mulo"
+    version: ClassVar[int] = features.FEATURE_VERSION
+    hidden_size: int = 32
+    step_mult: float = 0.01  # λ1
+    exp_mult: float = 0.001  # λ2
+    mom_decays: tuple[float, float, float] = (0.9, 0.99, 0.999)
+    rms_decay: float = 0.999
+    fac_decays: tuple[float, float, float] = (0.9, 0.99, 0.999)
+
+    def __post_init__(self):
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
+        for d in (*self.mom_decays, self.rms_decay, *self.fac_decays):
+            if not 0.0 <= d < 1.0:
+                raise ValueError(f"decays must lie in [0, 1), got {d}")
+        if len(self.mom_decays) != 3 or len(self.fac_decays) != 3:
+            raise ValueError("mom_decays and fac_decays need exactly 3 values")
+
+    @property
+    def num_inputs(self) -> int:
+        return NUM_FEATURES + NUM_TIME_FEATURES
+
+    def init(self, key: jax.Array) -> dict:
+        h = self.hidden_size
+        return {
+            "mlp": common.init_mlp(key, (self.num_inputs, h, h, 2)),
+            "decay_logits": {"mom": jnp.zeros((3,)), "rms": jnp.zeros(()), "fac": jnp.zeros((3,))},
+        }
+
+    def decays(self, theta: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+        logits = theta["decay_logits"]
+        return (
+            features.decay_from_logit(logits["mom"], jnp.asarray(self.mom_decays)),
+            features.decay_from_logit(logits["rms"], jnp.asarray(self.rms_decay)),
+            features.decay_from_logit(logits["fac"], jnp.asarray(self.fac_decays)),
+        )
+
+    def direction_magnitude(self, mlp: dict, p, g, acc, time_11) -> tuple[jax.Array, jax.Array]:
+        """MLP outputs (d, m) for one tensor; `acc` already includes g."""
+        raw = features.raw_features(p, g, acc)
+        w_in = mlp["w0"][:NUM_FEATURES] / features.feature_rms(raw)[:, None]
+        bias = mlp["b0"] + time_11 @ mlp["w0"][NUM_FEATURES:]
+        h = common.add_bias(jnp.tensordot(raw, w_in, axes=(0, 0)), bias)
+        out = common.apply_mlp_tail(mlp, h)
+        return out[..., 0], out[..., 1]
+
+    def optimizer(
+        self, theta: dict, *, roles: PyTree | None = None, fan_in: PyTree | None = None, num_steps: int | None = None
+    ) -> optax.GradientTransformationExtraArgs:
+        """The learned optimizer as an optax transformation; `update` requires params.
+
+        roles/fan_in (plain pytrees like params) switch on μP update scaling; num_steps is
+        accepted for a uniform interface and unused (μLO's time features are absolute)."""
+        del num_steps
+        mom_d, rms_d, fac_d = self.decays(theta)
+
+        def init_fn(params):
+            return MuLOState(jnp.zeros((), jnp.int32), jax.tree.map(features.init_accumulators, params))
+
+        def update_fn(updates, state, params=None, **extra):
+            del extra
+            common.require_params(params, "MuLO")
+            mults = common.mup_mults(params, roles, fan_in)
+            time_11 = features.time_features(state.count)
+            acc = jax.tree.map(lambda g, a: features.update_accumulators(a, g, mom_d, rms_d, fac_d), updates, state.acc)
+
+            def step(g, p, a, mult=1.0):
+                d, m = self.direction_magnitude(theta["mlp"], p, g, a, time_11)
+                return ((-self.step_mult * mult) * d * jnp.exp(self.exp_mult * m)).astype(g.dtype)
+
+            if mults is None:
+                new = jax.tree.map(step, updates, params, acc)
+            else:
+                new = jax.tree.map(step, updates, params, acc, mults)
+            return new, MuLOState(optax.safe_increment(state.count), acc)
+
+        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
