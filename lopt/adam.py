@@ -64,9 +64,10 @@ class LearnableAdam:
             del extra
             common.require_params(params, "LearnableAdam")
             mults = common.mup_mults(params, roles, fan_in)
-            updates, state = adam.update(updates, state, params)
             if mults is None:
-                return jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates), state
-            return jax.tree.map(lambda u, m: (-lr * m * u).astype(u.dtype), updates, mults), state
+                mults = jax.tree.map(lambda _: 1.0, updates)
+            directions, state = adam.update(updates, state, params)
+            step = lambda d, m, g: (-lr * m * d).astype(g.dtype)
+            return jax.tree.map(step, directions, mults, updates), state
 
         return optax.GradientTransformationExtraArgs(adam.init, update_fn)
