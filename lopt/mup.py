@@ -12,7 +12,7 @@ update (input, output, biases, norms) alone. Roles come from an `inner_tasks` Ta
   with width axes on both sides is 'hidden', on fan-out only 'input', on fan-in only 'output'
   (μP's base-shape rule, exact for any architecture).
 - Without `base`, kernels are taken in natural path order (so 'Dense_10' follows 'Dense_9'):
-  the first is 'input', the last 'output', the rest 'hidden'.
+  the first is 'input' (unless an `Embed` table is the input), the last 'output', the rest 'hidden'.
 - `overrides={regex: role}` then sets the role of every leaf whose '/'-joined path matches.
 
 A flax user's μP learned optimizer, in three lines:
@@ -88,7 +88,8 @@ def infer_roles(
             roles[i] = _role_from_base(shapes[i], tuple(np.shape(base_leaves[i])))
     elif kernels:
         ordered = sorted(kernels, key=lambda i: _natural_key(paths[i]))
-        for i in ordered[1:-1]:
+        has_embedding = any(p.endswith("embedding") for p in paths)
+        for i in ordered[0 if has_embedding else 1 : -1]:
             roles[i] = "hidden"
         if len(ordered) > 1:
             roles[ordered[-1]] = "output"
