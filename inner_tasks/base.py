@@ -86,6 +86,10 @@ class TaskSpec:
     def sample_batch(self, data: PyTree, inst: PyTree, key: jax.Array, split: str) -> PyTree:
         raise NotImplementedError
 
+    def logits(self, inst: PyTree, params: PyTree, batch: PyTree) -> jax.Array:
+        """Class logits (..., classes) of a classifier task; regression tasks have none."""
+        raise NotImplementedError(f"task {self.name!r} is not a classifier and has no logits")
+
     def meta(self) -> PyTree:
         """A pytree shaped like the params, with one `Meta` leaf per tensor."""
         raise NotImplementedError
@@ -113,6 +117,9 @@ class Task:
 
     def loss(self, params: PyTree, batch: PyTree) -> jax.Array:
         return self.spec.loss(self.inst, params, batch)
+
+    def logits(self, params: PyTree, batch: PyTree) -> jax.Array:
+        return self.spec.logits(self.inst, params, batch)
 
     def sample_batch(self, key: jax.Array, split: str = "train") -> PyTree:
         check_split(split)

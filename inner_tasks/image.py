@@ -73,9 +73,12 @@ class MLPSpec(_ImageSpec):
         del inst
         return models.init_mlp(key, self)
 
-    def loss(self, inst, params, batch):
+    def logits(self, inst, params, batch):
         del inst
-        return models.cross_entropy(models.apply_mlp(params, batch["x"], self), batch["y"])
+        return models.apply_mlp(params, batch["x"], self)
+
+    def loss(self, inst, params, batch):
+        return models.cross_entropy(self.logits(inst, params, batch), batch["y"])
 
     def sample_batch(self, data, inst, key, split):
         del inst
@@ -105,9 +108,12 @@ class ConvSpec(_ImageSpec):
         del inst
         return models.init_conv(key, self)
 
-    def loss(self, inst, params, batch):
+    def logits(self, inst, params, batch):
         del inst
-        return models.cross_entropy(models.apply_conv(params, batch["x"], self), batch["y"])
+        return models.apply_conv(params, batch["x"], self)
+
+    def loss(self, inst, params, batch):
+        return models.cross_entropy(self.logits(inst, params, batch), batch["y"])
 
     def sample_batch(self, data, inst, key, split):
         del inst

@@ -56,11 +56,12 @@ class LMSpec(TaskSpec):
         del inst
         return models.init_transformer(key, self)
 
-    def loss(self, inst, params, batch):
+    def logits(self, inst, params, batch):
         del inst
-        tokens = batch["tokens"].astype(jnp.int32)
-        logits = models.apply_transformer(params, tokens[:, :-1], self)
-        return models.cross_entropy(logits, tokens[:, 1:])
+        return models.apply_transformer(params, batch["tokens"][:, :-1].astype(jnp.int32), self)
+
+    def loss(self, inst, params, batch):
+        return models.cross_entropy(self.logits(inst, params, batch), batch["tokens"][:, 1:])
 
     def sample_batch(self, data, inst, key, split):
         del inst

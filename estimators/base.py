@@ -1,0 +1,226 @@
+"""Shared machinery of the truncated estimators: particles, horizons and the antithetic unroll.
+
+An estimator unrolls a `Problem`: any object with
+
+    init(theta, key) -> S               a fresh inner problem (new task instance, params, optimizer state)
+    step(theta, s, key) -> (S, loss)    one inner update and the meta-objective term of that step
+    final_loss(theta, s, key) -> loss   the objective at the state reached (objective="final")
+
+where S is any pytree. A population holds `num_tasks` slots; each slot runs `M` members that
+share the task, the data and every key and differ only in the meta-parameters they apply
+(M=2 for an antithetic pair θ±ε, M=1 for the gradient-based estimators). Slots are
+step-unlocked: each has its own step counter and horizon, and a slot whose horizon ends, or
+whose loss diverges, restarts on a freshly sampled task inside the truncation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+PyTree = Any
+OBJECTIVES = ("mean", "final")
+
+
+class Problem(Protocol):
+    def init(self, theta: PyTree, key: jax.Array) -> PyTree: ...
+
+    def step(self, theta: PyTree, s: PyTree, key: jax.Array) -> tuple[PyTree, jax.Array]: ...
+
+    def final_loss(self, theta: PyTree, s: PyTree, key: jax.Array) -> jax.Array: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Truncation:
+    """Static unroll settings shared by the truncated estimators.
+
+    trunc_length: inner steps per estimate (K).
+    min_horizon, max_horizon: inner-problem lengths are log-uniform over [min, max].
+    lockstep: every slot starts together and runs exactly max_horizon steps (no staggering).
+    objective: "mean" of the per-step losses over the truncation, or the "final" loss.
+    max_loss: a loss above this (or non-finite) marks the slot diverged: it is masked and reset.
+    """
+
+    trunc_length: int = 20
+    min_horizon: int = 100
+    max_horizon: int = 1000
+    lockstep: bool = False
+    objective: str = "mean"
+    max_loss: float = math.inf
+
+    def __post_init__(self):
+        if self.trunc_length < 1:
+            raise ValueError(f"trunc_length must be >= 1, got {self.trunc_length}")
+        if not 1 <= self.min_horizon <= self.max_horizon:
+            raise ValueError(f"need 1 <= min_horizon <= max_horizon, got {self.min_horizon}, {self.max_horizon}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; valid: {list(OBJECTIVES)}")
+        if not self.max_loss > 0:
+            raise ValueError(f"max_loss must be positive, got {self.max_loss}")
+
+    def sample_horizon(self, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
+        """Log-uniform integer horizons in [min_horizon, max_horizon] (max_horizon in lockstep)."""
+        if self.lockstep or self.min_horizon == self.max_horizon:
+            return jnp.full(shape, self.max_horizon, jnp.int32)
+        lo, hi = math.log(self.min_horizon), math.log(self.max_horizon + 1)
+        h = jnp.exp(jax.random.uniform(key, shape, minval=lo, maxval=hi))
+        return jnp.clip(jnp.floor(h), self.min_horizon, self.max_horizon).astype(jnp.int32)
+
+
+@struct.dataclass
+class Slots:
+    """The population: inner states (N, M, ...), per-slot step counters and horizons (N,)."""
+
+    inner: PyTree
+    step: jax.Array
+    horizon: jax.Array
+
+
+@struct.dataclass
+class Unrolled:
+    """What one truncation produced, per slot: objective split at the first reset, and flags."""
+
+    before_NxM: jax.Array  # objective terms of the problem the slot started the truncation on
+    after_NxM: jax.Array  # ... and of the problems started inside the truncation
+    reset_N: jax.Array  # number of resets inside the truncation
+    diverged_N: jax.Array  # number of steps masked as diverged
+    loss_NxM: jax.Array  # mean raw per-step objective (for logging)
+
+
+def tree_select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
+    """Leafwise where(pred, a, b), with a scalar predicate broadcast explicitly."""
+    return jax.tree.map(lambda a, b: jnp.where(jnp.broadcast_to(pred, a.shape), a, b), on_true, on_false)
+
+
+def stack_members(theta: PyTree, eps: PyTree | None, members: int) -> PyTree:
+    """θ for the members of one slot: (θ+ε, θ−ε) when members == 2, θ[None] when 1."""
+    if members == 1:
+        return jax.tree.map(lambda t: t[None], theta)
+    return jax.tree.map(lambda t, e: jnp.stack([t + e, t - e]), theta, eps)
+
+
+def perturbations(key: jax.Array, theta: PyTree, n: int, sigma: jax.Array) -> PyTree:
+    """n Gaussian perturbations of θ with std sigma, drawn leaf by leaf: leaves (n, *shape)."""
+    leaves, treedef = jax.tree.flatten(theta)
+    keys = jax.random.split(key, len(leaves))
+    eps = [sigma * jax.random.normal(k, (n,) + jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
+    return jax.tree.unflatten(treedef, eps)
+
+
+def init_slots(problem: Problem, trunc: Truncation, theta: PyTree, key: jax.Array, n: int, members: int) -> Slots:
+    """n slots on fresh tasks; unless lockstep, the first horizon is cut short at random so that
+    slots restart at different times and the population covers every phase of inner training."""
+    k_h, k_cut, k_init = jax.random.split(key, 3)
+    horizon = trunc.sample_horizon(k_h, (n,))
+    if not trunc.lockstep:
+        horizon = jnp.floor(jax.random.uniform(k_cut, (n,)) * horizon).astype(jnp.int32) + 1
+
+    def one(k):
+        s = problem.init(theta, k)
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (members,) + jnp.shape(x)), s)
+
+    inner = jax.vmap(one)(jax.random.split(k_init, n))
+    return Slots(inner=inner, step=jnp.zeros((n,), jnp.int32), horizon=horizon)
+
+
+def _truncation(problem, trunc, thetas_before, thetas_after, inner, step, horizon, key):
+    """One slot (M members) for trunc_length steps; resets happen inside the scan."""
+    members = jax.tree.leaves(inner)[0].shape[0]
+    k_steps, k_final = jax.random.split(key)
+
+    def body(carry, k):
+        inner, step, horizon, after = carry
+        k_reset, k_h, k_step = jax.random.split(k, 3)
+        reset = step >= horizon
+        after = after | reset
+        thetas = thetas_before if thetas_after is None else tree_select(after, thetas_after, thetas_before)
+        new_h = trunc.sample_horizon(k_h)
+        fresh = jax.vmap(problem.init, in_axes=(0, None))(thetas, k_reset)
+        inner = tree_select(reset, fresh, inner)
+        horizon = jnp.where(reset, new_h, horizon)
+        step = jnp.where(reset, 0, step)
+        inner, loss_M = jax.vmap(problem.step, in_axes=(0, 0, None))(thetas, inner, k_step)
+        ok = jnp.all(jnp.isfinite(loss_M) & (loss_M < trunc.max_loss))
+        loss_M = jnp.where(ok, loss_M, 0.0)
+        horizon = jnp.where(ok, horizon, step + 1)  # a diverged slot restarts at the next step
+        return (inner, step + 1, horizon, after), (loss_M, after, reset, ~ok)
+
+    carry = (inner, step, horizon, jnp.zeros((), bool))
+    keys = jax.random.split(k_steps, trunc.trunc_length)
+    (inner, step, horizon, after), (loss_KxM, after_K, reset_K, bad_K) = jax.lax.scan(body, carry, keys)
+    k = trunc.trunc_length
+    if trunc.objective == "mean":
+        w_after = after_K.astype(loss_KxM.dtype)[:, None]
+        before = jnp.sum(loss_KxM * (1 - w_after), axis=0) / k
+        after_obj = jnp.sum(loss_KxM * w_after, axis=0) / k
+    else:
+        thetas = thetas_before if thetas_after is None else tree_select(after, thetas_after, thetas_before)
+        final_M = jax.vmap(problem.final_loss, in_axes=(0, 0, None))(thetas, inner, k_final)
+        ok = jnp.all(jnp.isfinite(final_M) & (final_M < trunc.max_loss)) & (step > 0)
+        final_M = jnp.where(ok, final_M, 0.0)
+        before, after_obj = jnp.where(after, 0.0, final_M), jnp.where(after, final_M, 0.0)
+        bad_K = bad_K.at[-1].set(bad_K[-1] | ~ok)
+        horizon = jnp.where(ok, horizon, step)
+    out = Unrolled(
+        before_NxM=before, after_NxM=after_obj, reset_N=jnp.sum(reset_K), diverged_N=jnp.sum(bad_K),
+        loss_NxM=jnp.mean(loss_KxM, axis=0),
+    )
+    return inner, step, horizon, out
+
+
+def unroll(
+    problem: Problem, trunc: Truncation, thetas_before: PyTree, thetas_after: PyTree | None, slots: Slots, key: jax.Array
+) -> tuple[Slots, Unrolled]:
+    """All slots for one truncation. thetas_*: leaves (N, M, ...); `thetas_after` (or None: the
+    same) applies from a slot's first reset inside the truncation. Slots share no keys."""
+    n = slots.step.shape[0]
+    run = lambda tb, ta, inner, s, h, k: _truncation(problem, trunc, tb, ta, inner, s, h, k)
+    axes = (0, None if thetas_after is None else 0, 0, 0, 0, 0)
+    inner, step, horizon, out = jax.vmap(run, in_axes=axes)(
+        thetas_before, thetas_after, slots.inner, slots.step, slots.horizon, jax.random.split(key, n)
+    )
+    return Slots(inner=inner, step=step, horizon=horizon), out
+
+
+def slot_metrics(slots: Slots, out: Unrolled, grad: PyTree) -> dict[str, jax.Array]:
+    """Flat, slash-separated metrics of one estimate (left on device)."""
+    gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
+    return {
+        "meta/loss": jnp.mean(out.loss_NxM),
+        "meta/grad_norm": gnorm,
+        "inner/resets": jnp.sum(out.reset_N),
+        "inner/diverged": jnp.sum(out.diverged_N),
+        "inner/mean_step": jnp.mean(slots.step.astype(jnp.float32)),
+    }
+
+
+def antithetic_grad(out: Unrolled, w_before: PyTree, w_after: PyTree, sigma: jax.Array) -> PyTree:
+    """ES gradient of a population of antithetic pairs: mean over slots of
+    [w_before·(L⁺−L⁻)_before + w_after·(L⁺−L⁻)_after] / (2σ²); w_* leaves are (N, ...)."""
+    d_before = out.before_NxM[:, 0] - out.before_NxM[:, 1]
+    d_after = out.after_NxM[:, 0] - out.after_NxM[:, 1]
+    n = d_before.shape[0]
+
+    def leaf(wb, wa):
+        shape = (n,) + (1,) * (wb.ndim - 1)
+        total = wb * d_before.reshape(shape).astype(wb.dtype) + wa * d_after.reshape(shape).astype(wa.dtype)
+        return jnp.mean(total, axis=0) / (2 * sigma**2)
+
+    return jax.tree.map(leaf, w_before, w_after)
+
+
+def after_reset(out: Unrolled) -> jax.Array:
+    """(N,) bool: the slot restarted inside the truncation."""
+    return out.reset_N > 0
+
+
+def finite_or_zero(grad: PyTree) -> tuple[PyTree, jax.Array]:
+    """The gradient, or zeros if any entry is non-finite (a diverged slot's backward pass can
+    carry NaN through masked terms); also returns whether it was dropped."""
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
+    return jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grad), ~finite

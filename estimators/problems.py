@@ -1,0 +1,114 @@
+"""The inner problem the estimators unroll: a learned optimizer training a task.
+
+>>> import jax, inner_tasks, lopt
+>>> task = inner_tasks.get_task("quadratic", dim=4)
+>>> problem = LOProblem(task=task, arch=lopt.LearnableAdam(learning_rate=1e-2))
+>>> theta = problem.arch.init(jax.random.key(0))
+>>> s = problem.init(theta, jax.random.key(1))
+>>> s, loss = problem.step(theta, s, jax.random.key(2))
+>>> float(loss)  # normalized by the task's first loss
+1.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from inner_tasks import Task
+
+PyTree = Any
+SPLITS = ("train", "valid")
+MATCHINGS = ("sqdist", "sqdist_raw", "kl")
+
+
+@struct.dataclass
+class LOProblem:
+    """Train `task` with the learned optimizer `arch` applied with meta-parameters θ.
+
+    Each fresh problem samples a new instance of the task (same spec and data), new params and
+    a new optimizer state. The per-step objective is the minibatch loss before the update on the
+    `split` ("train", or a "valid" batch), divided by the problem's first loss if `normalize`,
+    so that tasks of different scales mix. `mup` passes the task's μP roles to the optimizer;
+    `num_steps` is the horizon given to architectures that need one (VeLO).
+    """
+
+    task: Task
+    arch: Any = struct.field(pytree_node=False)
+    split: str = struct.field(pytree_node=False, default="train")
+    normalize: bool = struct.field(pytree_node=False, default=True)
+    mup: bool = struct.field(pytree_node=False, default=True)
+    num_steps: int | None = struct.field(pytree_node=False, default=None)
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}; valid: {list(SPLITS)}")
+
+    def optimizer(self, theta: PyTree) -> optax.GradientTransformationExtraArgs:
+        mup = dict(roles=self.task.roles, fan_in=self.task.fan_in) if self.mup else {}
+        return self.arch.optimizer(theta, num_steps=self.num_steps, **mup)
+
+    def init(self, theta: PyTree, key: jax.Array) -> dict:
+        k_inst, k_params = jax.random.split(key)
+        inst = self.task.spec.sample_inst(k_inst)
+        params = self.task.spec.init(inst, k_params)
+        opt_state = self.optimizer(theta).init(params)
+        return {"inst": inst, "params": params, "opt_state": opt_state, "first_loss": jnp.full((), jnp.nan)}
+
+    def _objective(self, task: Task, params: PyTree, key: jax.Array, train_loss: jax.Array | None = None):
+        if self.split == "train" and train_loss is not None:
+            return train_loss
+        return task.loss(params, task.sample_batch(key, self.split))
+
+    def _normalized(self, s: dict, obj: jax.Array) -> tuple[jax.Array, jax.Array]:
+        first = jnp.where(jnp.isnan(s["first_loss"]), jax.lax.stop_gradient(obj), s["first_loss"])
+        if not self.normalize:
+            return obj, first
+        return obj / jnp.maximum(jnp.abs(first), 1e-8), first
+
+    def step(self, theta: PyTree, s: dict, key: jax.Array) -> tuple[dict, jax.Array]:
+        task = self.task.replace(inst=s["inst"])
+        k_batch, k_obj = jax.random.split(key)
+        loss, grads = jax.value_and_grad(task.loss)(s["params"], task.sample_batch(k_batch, "train"))
+        obj, first = self._normalized(s, self._objective(task, s["params"], k_obj, loss))
+        updates, opt_state = self.optimizer(theta).update(grads, s["opt_state"], s["params"], value=loss)
+        params = optax.apply_updates(s["params"], updates)
+        return {"inst": s["inst"], "params": params, "opt_state": opt_state, "first_loss": first}, obj
+
+    def final_loss(self, theta: PyTree, s: dict, key: jax.Array) -> jax.Array:
+        del theta
+        task = self.task.replace(inst=s["inst"])
+        return self._normalized(s, self._objective(task, s["params"], key))[0]
+
+    # ------------------------------------------------------------------ BMG's target and matching
+    def target(self, theta: PyTree, s: dict, key: jax.Array, lo_steps: int, lr: jax.Array) -> PyTree:
+        """Params after `lo_steps` more learned-optimizer steps, then one SGD step of size `lr`
+        on a training batch drawn with `key` itself; no gradient flows into the result."""
+        theta, s = jax.lax.stop_gradient((theta, s))
+        if lo_steps:
+            s, _ = jax.lax.scan(lambda c, k: (self.step(theta, c, k)[0], None), s,
+                                jax.random.split(jax.random.fold_in(key, 1), lo_steps))
+        task = self.task.replace(inst=s["inst"])
+        grads = jax.grad(task.loss)(s["params"], task.sample_batch(key, "train"))
+        return jax.lax.stop_gradient(jax.tree.map(lambda p, g: p - lr * g, s["params"], grads))
+
+    def match(self, target: PyTree, s: dict, key: jax.Array, kind: str) -> jax.Array:
+        """BMG's matching loss μ(target, params of s), differentiable in s only.
+
+        sqdist_raw: ½‖x̃ − x‖²; sqdist: the same per tensor divided by its (constant) value, so
+        every tensor counts equally; kl: KL(p_target ‖ p_x) of the predictions on a batch."""
+        params = s["params"]
+        if kind == "kl":
+            task = self.task.replace(inst=s["inst"])
+            batch = task.sample_batch(key, "train")
+            logp_t = jax.nn.log_softmax(jax.lax.stop_gradient(task.logits(target, batch)), axis=-1)
+            logp = jax.nn.log_softmax(task.logits(params, batch), axis=-1)
+            return jnp.mean(jnp.sum(jnp.exp(logp_t) * (logp_t - logp), axis=-1))
+        sq = [0.5 * jnp.sum(jnp.square(t - p)) for t, p in zip(jax.tree.leaves(target), jax.tree.leaves(params))]
+        if kind == "sqdist":
+            sq = [d / (jax.lax.stop_gradient(d) + 1e-12) for d in sq]
+        return sum(sq)
