@@ -57,7 +57,8 @@ class LearnableAdam:
         del num_steps
         b1 = jnp.clip(1 - jnp.exp(theta["log_one_minus_b1"]), 0.0, 1 - 1e-7)
         b2 = jnp.clip(1 - jnp.exp(theta["log_one_minus_b2"]), 0.0, 1 - 1e-7)
-        adam = optax.scale_by_adam(b1=b1, b2=b2, eps=jnp.exp(theta["log_eps"]))
+        # eps_root keeps d√v/dθ finite where a gradient is exactly zero (meta-gradients).
+        adam = optax.scale_by_adam(b1=b1, b2=b2, eps=jnp.exp(theta["log_eps"]), eps_root=1e-20)
         lr = jnp.exp(theta["log_lr"])
 
         def update_fn(updates, state, params=None, **extra):

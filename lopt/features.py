@@ -96,12 +96,19 @@ def _factored_rsqrt(acc: Accumulators, ndim: int) -> tuple[jax.Array, jax.Array,
     """(rsqrt of the factored second moment, row stat, col stat), all broadcast to (3,) + S."""
     if ndim >= 2:
         row_mean = acc.row.mean(axis=-1, keepdims=True)
-        row_factor = jax.lax.rsqrt(acc.row / (row_mean + 1e-30) + 1e-30)[..., None]
-        col_factor = jax.lax.rsqrt(acc.col + 1e-30)[..., None, :]
+        row_factor = (_floored(jax.lax.rsqrt, acc.row) * _floored(jnp.sqrt, row_mean))[..., None]
+        col_factor = _floored(jax.lax.rsqrt, acc.col)[..., None, :]
         row_b = jnp.broadcast_to(acc.row[..., None], acc.mom.shape)
         col_b = jnp.broadcast_to(acc.col[..., None, :], acc.mom.shape)
         return row_factor * col_factor, row_b, col_b
-    return jax.lax.rsqrt(acc.row + 1e-30), acc.row, acc.row
+    return _floored(jax.lax.rsqrt, acc.row), acc.row, acc.row
+
+
+def _floored(fn, x: jax.Array, floor: float = 1e-20) -> jax.Array:
+    """fn(max(x, floor)) through a select, so that the derivative is never taken below the
+    floor: rsqrt' of an all-zero-gradient statistic (~1e-30) overflows float32 and turns
+    meta-gradients into NaN."""
+    return fn(jnp.where(x > floor, x, floor))
 
 
 def raw_features(p: jax.Array, g: jax.Array, acc: Accumulators) -> jax.Array:

@@ -2,7 +2,13 @@
 
 import os
 
-import jax
+# XLA:CPU (jaxlib 0.10.2) sporadically returns NaN from the vmapped transformer loss when its
+# multi-threaded Eigen kernels run on an oversubscribed CPU (two pytest workers on two cores);
+# reproduced outside pytest at ~1 run in 30, never with single-threaded Eigen. The tests check
+# our numerics, so they pin single-threaded Eigen (set before the backend starts).
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
+import jax  # noqa: E402
 import pytest
 
 from inner_tasks import datasets

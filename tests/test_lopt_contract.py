@@ -178,3 +178,23 @@ def test_velo_requires_num_steps_and_loss():
 def test_unknown_architecture_lists_valid_ones():
     with pytest.raises(ValueError, match=r"valid: \['adam', 'mulo', 'velo'\]"):
         lopt.get_arch("lion")
+
+
+def test_meta_gradient_is_finite_when_some_gradients_are_exactly_zero(arch):
+    """Zero-initialized readouts give exactly-zero gradients to other layers at the first step;
+    the meta-gradient through two such updates must stay finite (no rsqrt' overflow)."""
+    params = _params()
+    theta = arch.init(jax.random.key(0))
+
+    def meta_loss(theta):
+        opt = _opt(arch, theta)
+        state, p = opt.init(params), params
+        for scale in (0.0, 1.0):
+            grads = jax.tree.map(lambda x: scale * jnp.ones_like(x), p)
+            upd, state = opt.update(grads, state, p, value=_quad_loss(p))
+            p = optax.apply_updates(p, upd)
+        return _quad_loss(p)
+
+    g = jax.jit(jax.grad(meta_loss))(theta)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(g))
+    assert any(bool(jnp.any(x != 0)) for x in jax.tree.leaves(g))

@@ -1,0 +1,198 @@
+"""Estimators on learned-optimizer problems: BMG's identity, influence balancing against
+evosax, determinism, meta-training learnable Adam, and clear errors."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from evosax.algorithms import NoiseReuseES, PersistentES
+
+import estimators
+import inner_tasks
+import lopt
+from estimators import BMG, ESSingle, FullES, LOProblem, PES, TBPTT, Truncation
+from estimators.toy import InfluenceBalancing
+
+
+def quad_problem(lr=1e-3, normalize=True, dim=8):
+    task = inner_tasks.get_task("quadratic", dim=dim, cond=10.0, noise=0.0)
+    return LOProblem(task=task, arch=lopt.LearnableAdam(learning_rate=lr), normalize=normalize)
+
+
+def test_bmg_with_one_target_step_is_step_size_times_truncated_backprop():
+    problem = quad_problem(lr=3e-2, normalize=False)
+    trunc = Truncation(trunc_length=6, min_horizon=100, max_horizon=100, lockstep=True, objective="final")
+    theta = problem.arch.init(jax.random.key(0))
+    bmg = BMG(problem=problem, trunc=trunc, num_tasks=3, target_steps=1, matching="sqdist_raw", target_lr=0.05)
+    tbptt = TBPTT(problem=problem, trunc=trunc, num_tasks=3)
+    k_init, k = jax.random.key(1), jax.random.key(2)
+    g_bmg, s_bmg, _ = jax.jit(bmg.estimate)(theta, bmg.init(theta, k_init), k)
+    g_tb, s_tb, _ = jax.jit(tbptt.estimate)(theta, tbptt.init(theta, k_init), k)
+    assert abs(float(g_tb["log_lr"])) > 1e-4
+    for name in theta:
+        np.testing.assert_allclose(g_bmg[name], 0.05 * g_tb[name], rtol=2e-4, atol=1e-9)
+    # The inner problem continues from the unrolled state, as truncated backprop's does.
+    jax.tree.map(np.testing.assert_array_equal, s_bmg.slots.inner, s_tb.slots.inner)
+
+
+def test_bmg_target_carries_no_gradient():
+    problem = quad_problem()
+    theta = problem.arch.init(jax.random.key(0))
+    s = problem.init(theta, jax.random.key(1))
+    s, _ = problem.step(theta, s, jax.random.key(2))
+
+    def total(theta, params):
+        target = problem.target(theta, {**s, "params": params}, jax.random.key(3), 3, 0.1)
+        return sum(jnp.sum(x) for x in jax.tree.leaves(target))
+
+    g_theta, g_params = jax.grad(total, argnums=(0, 1))(theta, s["params"])
+    assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves((g_theta, g_params)))
+    # ... while the matching loss does carry gradient to the current params.
+    target = problem.target(theta, s, jax.random.key(3), 3, 0.1)
+    for kind in ("sqdist", "sqdist_raw"):
+        g = jax.grad(lambda p: problem.match(target, {**s, "params": p}, jax.random.key(4), kind))(s["params"])
+        assert any(np.any(np.asarray(x)) for x in jax.tree.leaves(g))
+
+
+def test_bmg_kl_matching_on_a_classifier():
+    task = inner_tasks.get_task("mlp", dataset="digits", width=16, depth=1, batch_size=16)
+    problem = LOProblem(task=task, arch=lopt.get_arch("mulo", hidden_size=8))
+    est = BMG(problem=problem, trunc=Truncation(trunc_length=3, min_horizon=20, max_horizon=40), num_tasks=2,
+              target_steps=2, matching="kl", target_lr=0.5)
+    theta = problem.arch.init(jax.random.key(0))
+    grad, _, metrics = estimators.compile_estimate(est)(theta, est.init(theta, jax.random.key(1)), jax.random.key(2))
+    assert float(metrics["bmg/matching"]) > 0
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grad))
+    assert float(metrics["meta/grad_norm"]) > 0
+    with pytest.raises(NotImplementedError, match="not a classifier"):
+        quad_problem().match(None, quad_problem().init(lopt.LearnableAdam().init(None), jax.random.key(0)),
+                             jax.random.key(0), "kl")
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _influence_ours(est, key, steps):
+    opt = optax.sgd(1e-4)
+    theta = {"theta": jnp.asarray(0.5)}
+    state = (theta, opt.init(theta), est.init(theta, key))
+
+    def body(carry, k):
+        theta, opt_state, s = carry
+        g, s, _ = est.estimate(theta, s, k)
+        upd, opt_state = opt.update(g, opt_state)
+        return (optax.apply_updates(theta, upd), opt_state, s), None
+
+    (theta, _, _), _ = jax.lax.scan(body, state, jax.random.split(key, steps))
+    return theta["theta"]
+
+
+@functools.partial(jax.jit, static_argnames=("cls", "steps", "n"))
+def _influence_evosax(cls, key, steps, n):
+    problem = InfluenceBalancing.create()
+    es = cls(population_size=n, solution=jnp.zeros(1), optimizer=optax.sgd(1e-4), std_schedule=optax.constant_schedule(0.1))
+    params = es.default_params.replace(T=1 << 30, K=1)
+    with jax.numpy_rank_promotion("allow"):
+        state = es.init(key, jnp.full((1,), 0.5), params)
+    s = jnp.broadcast_to(problem.init(None, None), (n, 23))
+
+    def body(carry, k):
+        state, s = carry
+        k_ask, k_tell = jax.random.split(k)
+        with jax.numpy_rank_promotion("allow"):
+            pop, state = es.ask(k_ask, state, params)
+            s, fit = jax.vmap(lambda th, s: problem.step({"theta": th[0]}, s, None))(pop, s)
+            state, _ = es.tell(k_tell, pop, fit, state, params)
+        return (state, s), None
+
+    (state, _), _ = jax.lax.scan(body, (state, s), jax.random.split(key, steps))
+    return es.get_mean(state)[0]
+
+
+@pytest.mark.parametrize("ours, theirs", [(PES, PersistentES), (ESSingle, NoiseReuseES)])
+def test_influence_balancing_moves_toward_the_optimum_like_evosax(ours, theirs):
+    problem = InfluenceBalancing.create()
+    trunc = Truncation(trunc_length=1, min_horizon=1 << 30, max_horizon=1 << 30, lockstep=True)
+    est = ours(problem=problem, trunc=trunc, num_tasks=500, sigma=0.1)
+    ours_theta = float(_influence_ours(est, jax.random.key(0), 3000))
+    theirs_theta = float(_influence_evosax(theirs, jax.random.key(0), 3000, 1000))
+    # θ starts at 0.5 and θ* = −1/6; truncated ES without persistence moves the wrong way.
+    assert abs(ours_theta + 1 / 6) < 0.03 and abs(theirs_theta + 1 / 6) < 0.03, (ours_theta, theirs_theta)
+    assert float(problem.long_unroll_loss({"theta": jnp.asarray(ours_theta)})) < 1e-3
+
+
+ALL = {
+    "pes": lambda p: PES(problem=p, trunc=Truncation(trunc_length=10, min_horizon=30, max_horizon=60),
+                         num_tasks=8, sigma=0.1),
+    "es_single": lambda p: ESSingle(problem=p, trunc=Truncation(trunc_length=10, min_horizon=30, max_horizon=60),
+                                    num_tasks=8, sigma=0.1),
+    "full_es": lambda p: FullES(problem=p, strategy="open_es", population_size=16, horizon=40, num_tasks=2,
+                                sigma=0.1),
+    "tbptt": lambda p: TBPTT(problem=p, trunc=Truncation(trunc_length=10, min_horizon=30, max_horizon=60),
+                             num_tasks=8),
+    "bmg": lambda p: BMG(problem=p, trunc=Truncation(trunc_length=10, min_horizon=30, max_horizon=60),
+                         num_tasks=8, target_steps=5, target_lr=0.05),
+}
+
+
+def test_every_estimator_is_registered_and_names_are_checked():
+    assert set(ALL) == set(estimators.ESTIMATORS)
+    with pytest.raises(ValueError, match="valid: .*'bmg'.*'pes'"):
+        estimators.get_estimator("reinforce")
+    with pytest.raises(ValueError, match="valid:"):
+        FullES(problem=None, strategy="nes_of_doom")
+    with pytest.raises(ValueError, match="valid:"):
+        BMG(problem=None, matching="cosine")
+    with pytest.raises(ValueError, match="min_horizon"):
+        Truncation(min_horizon=10, max_horizon=5)
+    with pytest.raises(ValueError, match="objective"):
+        Truncation(objective="median")
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_fixed_key_gives_bitwise_identical_estimates(name):
+    est = ALL[name](quad_problem())
+    theta = est.problem.arch.init(jax.random.key(0))
+    run = jax.jit(lambda est, k: est.estimate(theta, est.init(theta, jax.random.key(1)), k)[0])
+    a, b = run(est, jax.random.key(2)), run(est, jax.random.key(2))
+    again = jax.jit(lambda est, k: est.estimate(theta, est.init(theta, jax.random.key(1)), k)[0])(est, jax.random.key(2))
+    c = run(est, jax.random.key(3))
+    for x, y, z in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x, z)
+    assert any(not np.array_equal(x, w) for x, w in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+def mean_loss(problem, log_lr, key, horizon=40, n=16):
+    """Mean normalized loss of Adam with lr = exp(log_lr) over `horizon` steps on n quadratics."""
+    theta = problem.arch.init(None) | {"log_lr": log_lr}
+
+    def run(k):
+        s = problem.init(theta, k)
+        return jnp.mean(jax.lax.scan(lambda s, kk: problem.step(theta, s, kk), s, jax.random.split(k, horizon))[1])
+
+    return jnp.mean(jax.vmap(run)(jax.random.split(key, n)))
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_every_estimator_meta_trains_learnable_adam_to_a_better_learning_rate(name):
+    problem = quad_problem(lr=1e-3)
+    est = ALL[name](problem)
+    theta = problem.arch.init(jax.random.key(0))
+    opt = optax.adam(0.1)
+    step = estimators.compile_estimate(est)
+
+    @jax.jit
+    def outer(theta, opt_state, grad):
+        upd, opt_state = opt.update(grad, opt_state)
+        return optax.apply_updates(theta, upd), opt_state
+
+    state, opt_state = est.init(theta, jax.random.key(1)), opt.init(theta)
+    for k in jax.random.split(jax.random.key(2), 25):
+        grad, state, _ = step(theta, state, k)
+        theta, opt_state = outer(theta, opt_state, grad)
+    before = float(mean_loss(problem, jnp.log(1e-3), jax.random.key(9)))
+    after = float(mean_loss(problem, theta["log_lr"], jax.random.key(9)))
+    assert float(theta["log_lr"]) > np.log(1e-3) + 1.0, theta
+    assert after < 0.8 * before, (before, after)
