@@ -128,63 +128,63 @@ def init_slots(problem: Problem, trunc: Truncation, theta: PyTree, key: jax.Arra
     return Slots(inner=inner, step=jnp.zeros((n,), jnp.int32), horizon=horizon)
 
 
-def _truncation(problem, trunc, thetas_before, thetas_after, inner, step, horizon, key):
-    """One slot (M members) for trunc_length steps; resets happen inside the scan."""
-    members = jax.tree.leaves(inner)[0].shape[0]
+def unroll(
+    problem: Problem, trunc: Truncation, thetas_before: PyTree, thetas_after: PyTree | None, slots: Slots, key: jax.Array
+) -> tuple[Slots, Unrolled]:
+    """All slots for one truncation, a `lax.scan` over steps of a step vmapped over slots and
+    members. thetas_*: leaves (N, M, ...); `thetas_after` (None: the same) applies from a slot's
+    first reset inside the truncation. Fresh problems are built only on steps where some slot
+    restarts (`lax.cond` at population level), so resets cost nothing on the other steps."""
+    n = slots.step.shape[0]
     k_steps, k_final = jax.random.split(key)
+    per_slot = lambda fn: jax.vmap(jax.vmap(fn, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
+    init_all = jax.vmap(jax.vmap(problem.init, in_axes=(0, None)), in_axes=(0, 0))
+
+    def current(after):
+        return thetas_before if thetas_after is None else jax.vmap(tree_select)(after, thetas_after, thetas_before)
 
     def body(carry, k):
         inner, step, horizon, after = carry
         k_reset, k_h, k_step = jax.random.split(k, 3)
         reset = step >= horizon
         after = after | reset
-        thetas = thetas_before if thetas_after is None else tree_select(after, thetas_after, thetas_before)
-        new_h = trunc.sample_horizon(k_h)
-        fresh = jax.vmap(problem.init, in_axes=(0, None))(thetas, k_reset)
-        inner = tree_select(reset, fresh, inner)
-        horizon = jnp.where(reset, new_h, horizon)
+        thetas = current(after)
+        restart = lambda inner: jax.vmap(tree_select)(reset, init_all(thetas, jax.random.split(k_reset, n)), inner)
+        inner = jax.lax.cond(jnp.any(reset), restart, lambda inner: inner, inner)
+        horizon = jnp.where(reset, trunc.sample_horizon(k_h, (n,)), horizon)
         step = jnp.where(reset, 0, step)
-        inner, loss_M = jax.vmap(problem.step, in_axes=(0, 0, None))(thetas, inner, k_step)
-        ok = jnp.all(jnp.isfinite(loss_M) & (loss_M < trunc.max_loss))
-        loss_M = jnp.where(ok, loss_M, 0.0)
+        inner, loss_NxM = per_slot(problem.step)(thetas, inner, jax.random.split(k_step, n))
+        ok = jnp.all(jnp.isfinite(loss_NxM) & (loss_NxM < trunc.max_loss), axis=1)
+        loss_NxM = jnp.where(ok[:, None], loss_NxM, 0.0)
         horizon = jnp.where(ok, horizon, step + 1)  # a diverged slot restarts at the next step
-        return (inner, step + 1, horizon, after), (loss_M, after, reset, ~ok)
+        return (inner, step + 1, horizon, after), (loss_NxM, after, reset, ~ok)
 
-    carry = (inner, step, horizon, jnp.zeros((), bool))
+    carry = (slots.inner, slots.step, slots.horizon, jnp.zeros((n,), bool))
     keys = jax.random.split(k_steps, trunc.trunc_length)
-    (inner, step, horizon, after), (loss_KxM, after_K, reset_K, bad_K) = jax.lax.scan(body, carry, keys)
+    (inner, step, horizon, after), (loss_KxNxM, after_KxN, reset_KxN, bad_KxN) = jax.lax.scan(body, carry, keys)
     k = trunc.trunc_length
     if trunc.objective == "mean":
-        w_after = after_K.astype(loss_KxM.dtype)[:, None]
-        before = jnp.sum(loss_KxM * (1 - w_after), axis=0) / k
-        after_obj = jnp.sum(loss_KxM * w_after, axis=0) / k
+        w_after = after_KxN.astype(loss_KxNxM.dtype)[:, :, None]
+        before = jnp.sum(loss_KxNxM * (1 - w_after), axis=0) / k
+        after_obj = jnp.sum(loss_KxNxM * w_after, axis=0) / k
     else:
-        thetas = thetas_before if thetas_after is None else tree_select(after, thetas_after, thetas_before)
-        final_M = jax.vmap(problem.final_loss, in_axes=(0, 0, None))(thetas, inner, k_final)
-        ok = jnp.all(jnp.isfinite(final_M) & (final_M < trunc.max_loss)) & (step > 0)
-        final_M = jnp.where(ok, final_M, 0.0)
-        before, after_obj = jnp.where(after, 0.0, final_M), jnp.where(after, final_M, 0.0)
-        bad_K = bad_K.at[-1].set(bad_K[-1] | ~ok)
+        final = per_slot(problem.final_loss)(current(after), inner, final_keys(key, n))
+        ok = jnp.all(jnp.isfinite(final) & (final < trunc.max_loss), axis=1) & (step > 0)
+        final = jnp.where(ok[:, None], final, 0.0)
+        before = jnp.where(after[:, None], 0.0, final)
+        after_obj = jnp.where(after[:, None], final, 0.0)
+        bad_KxN = bad_KxN.at[-1].set(bad_KxN[-1] | ~ok)
         horizon = jnp.where(ok, horizon, step)
     out = Unrolled(
-        before_NxM=before, after_NxM=after_obj, reset_N=jnp.sum(reset_K), diverged_N=jnp.sum(bad_K),
-        loss_NxM=jnp.mean(loss_KxM, axis=0),
-    )
-    return inner, step, horizon, out
-
-
-def unroll(
-    problem: Problem, trunc: Truncation, thetas_before: PyTree, thetas_after: PyTree | None, slots: Slots, key: jax.Array
-) -> tuple[Slots, Unrolled]:
-    """All slots for one truncation. thetas_*: leaves (N, M, ...); `thetas_after` (or None: the
-    same) applies from a slot's first reset inside the truncation. Slots share no keys."""
-    n = slots.step.shape[0]
-    run = lambda tb, ta, inner, s, h, k: _truncation(problem, trunc, tb, ta, inner, s, h, k)
-    axes = (0, None if thetas_after is None else 0, 0, 0, 0, 0)
-    inner, step, horizon, out = jax.vmap(run, in_axes=axes)(
-        thetas_before, thetas_after, slots.inner, slots.step, slots.horizon, jax.random.split(key, n)
+        before_NxM=before, after_NxM=after_obj, reset_N=jnp.sum(reset_KxN, axis=0),
+        diverged_N=jnp.sum(bad_KxN, axis=0), loss_NxM=jnp.mean(loss_KxNxM, axis=0),
     )
     return Slots(inner=inner, step=step, horizon=horizon), out
+
+
+def final_keys(key: jax.Array, n: int) -> jax.Array:
+    """The per-slot keys `unroll` hands to `final_loss` (BMG's target step uses them too)."""
+    return jax.random.split(jax.random.split(key)[1], n)
 
 
 def slot_metrics(slots: Slots, out: Unrolled, grad: PyTree) -> dict[str, jax.Array]:

@@ -31,11 +31,6 @@ from estimators.tbptt import TBPTTState, broadcast_theta
 PyTree = Any
 
 
-def final_keys(key: jax.Array, n: int) -> jax.Array:
-    """The per-slot keys `base.unroll` hands to `final_loss`; BMG's target step uses them too."""
-    return jax.vmap(lambda k: jax.random.split(k)[1])(jax.random.split(key, n))
-
-
 @struct.dataclass
 class BMG:
     """Static: problem (an `LOProblem`), truncation (K = trunc_length), num_tasks, target_steps (L),
@@ -58,7 +53,7 @@ class BMG:
         return TBPTTState(base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, members=1))
 
     def estimate(self, theta: PyTree, state: TBPTTState, key: jax.Array):
-        keys = final_keys(key, self.num_tasks)
+        keys = base.final_keys(key, self.num_tasks)
 
         def objective(theta):
             slots, out = base.unroll(self.problem, self.trunc, broadcast_theta(theta, self.num_tasks), None,

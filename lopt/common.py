@@ -33,7 +33,7 @@ def apply_mlp_tail(params: dict, h: jax.Array, start: int = 1) -> jax.Array:
     n = len([k for k in params if k.startswith("w")])
     for i in range(start, n):
         h = jax.nn.relu(h) if i > 0 else h
-        h = add_bias(h @ params[f"w{i}"], params[f"b{i}"])
+        h = add_bias(dense(h, params[f"w{i}"]), params[f"b{i}"])
     return h
 
 
@@ -51,3 +51,16 @@ def mup_mults(params: PyTree, roles: PyTree | None, fan_in: PyTree | None) -> Py
 def require_params(params: PyTree | None, name: str) -> None:
     if params is None:
         raise ValueError(f"{name}.update needs params: call update(grads, state, params)")
+
+
+SMALL_DENSE = 64  # weights with at most this many entries run as fused multiply-adds
+
+
+def dense(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x[..., i] @ w[i, j]. Tiny weights (hidden sizes ≤ 8) are unrolled into elementwise
+    multiply-adds that XLA fuses with the surrounding feature math, which on CPU is several
+    times faster than a matmul with a 4-wide inner dimension over millions of rows."""
+    if w.size > SMALL_DENSE:
+        return x @ w
+    lead = (1,) * (x.ndim - 1)
+    return sum(x[..., i, None] * w[i].reshape(lead + w.shape[1:]) for i in range(w.shape[0]))

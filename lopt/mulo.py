@@ -85,7 +85,12 @@ class MuLO:
         raw = features.raw_features(p, g, acc)
         w_in = mlp["w0"][:NUM_FEATURES] / features.feature_rms(raw)[:, None]
         bias = mlp["b0"] + time_11 @ mlp["w0"][NUM_FEATURES:]
-        h = common.add_bias(jnp.tensordot(raw, w_in, axes=(0, 0)), bias)
+        if self.hidden_size <= 8:  # small MLP: fused multiply-adds (see common.dense)
+            lead = (1,) * (raw.ndim - 1)
+            h = sum(raw[f][..., None] * w_in[f].reshape(lead + (-1,)) for f in range(NUM_FEATURES))
+            h = common.add_bias(h, bias)
+        else:
+            h = common.add_bias(jnp.tensordot(raw, w_in, axes=(0, 0)), bias)
         out = common.apply_mlp_tail(mlp, h)
         return out[..., 0], out[..., 1]
 

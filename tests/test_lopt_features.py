@@ -122,8 +122,9 @@ def _numpy_mulo_update(arch, theta, p, g, ref, step, mult=1.0):
     return -mult * arch.step_mult * out[..., 0] * np.exp(arch.exp_mult * out[..., 1])
 
 
-def test_mulo_update_matches_numpy_over_steps():
-    arch = lopt.MuLO(hidden_size=8, mom_decays=tuple(MOM), rms_decay=RMS, fac_decays=tuple(FAC))
+@pytest.mark.parametrize("hidden", [4, 32])  # fused multiply-add path and matmul path
+def test_mulo_update_matches_numpy_over_steps(hidden):
+    arch = lopt.MuLO(hidden_size=hidden, mom_decays=tuple(MOM), rms_decay=RMS, fac_decays=tuple(FAC))
     theta = arch.init(jax.random.key(0))
     theta["mlp"] = jax.tree.map(lambda w: w + 0.1, theta["mlp"])  # non-zero biases too
     shapes = {"w": (4, 3), "b": (3,), "k": (3, 3, 2, 4)}
