@@ -75,7 +75,7 @@ def assert_unbiased(samples_RxP, exact_P):
     assert np.all(np.asarray(se) < 0.2 * np.abs(np.asarray(exact_P)).max())
 
 
-@pytest.mark.parametrize("k", [20, 5, 1])
+@pytest.mark.parametrize("k", [pytest.param(20, marks=pytest.mark.slow), 5, pytest.param(1, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("cls", [PES, ESSingle])
 def test_truncated_es_is_unbiased(cls, k):
     problem, theta = lq(), theta0()
@@ -109,6 +109,7 @@ def test_tbptt_truncated_drops_long_range_terms():
     assert not np.allclose(g, exact_grad(problem, theta, 0.5), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_es_single_variance_is_flat_and_matches_theory():
     """tr Var(ĝ) = (P+1)‖∇L‖² for one antithetic pair, for any number of truncations."""
     problem, theta = lq(), theta0()
@@ -122,6 +123,7 @@ def test_es_single_variance_is_flat_and_matches_theory():
     np.testing.assert_allclose(ratios, p + 1, rtol=0.1)
 
 
+@pytest.mark.slow
 def test_variance_probe_matches_theory_with_n_particles():
     """The probe's relative variance of one truncation with N/2 pairs is 2(P+1)/N (K = T)."""
     problem, theta = lq(), theta0()

@@ -110,6 +110,7 @@ def _influence_evosax(cls, key, steps, n):
     return es.get_mean(state)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ours, theirs", [(PES, PersistentES), (ESSingle, NoiseReuseES)])
 def test_influence_balancing_moves_toward_the_optimum_like_evosax(ours, theirs):
     problem = InfluenceBalancing.create()
@@ -150,7 +151,8 @@ def test_every_estimator_is_registered_and_names_are_checked():
         Truncation(objective="median")
 
 
-@pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.parametrize("name", [n if n in ("pes", "bmg") else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(ALL)])
 def test_fixed_key_gives_bitwise_identical_estimates(name):
     est = ALL[name](quad_problem())
     theta = est.problem.arch.init(jax.random.key(0))
