@@ -97,11 +97,9 @@ def tree_select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(jnp.broadcast_to(pred, a.shape), a, b), on_true, on_false)
 
 
-def stack_members(theta: PyTree, eps: PyTree | None, members: int) -> PyTree:
-    """θ for the members of one slot: (θ+ε, θ−ε) when members == 2, θ[None] when 1."""
-    if members == 1:
-        return jax.tree.map(lambda t: t[None], theta)
-    return jax.tree.map(lambda t, e: jnp.stack([t + e, t - e]), theta, eps)
+def antithetic(theta: PyTree, eps: PyTree) -> PyTree:
+    """θ for N antithetic pairs: eps leaves (N, ...) → leaves (N, 2, ...) holding (θ+ε, θ−ε)."""
+    return jax.tree.map(lambda t, e: jnp.stack([t[None] + e, t[None] - e], axis=1), theta, eps)
 
 
 def perturbations(key: jax.Array, theta: PyTree, n: int, sigma: jax.Array) -> PyTree:

@@ -50,9 +50,9 @@ class ESSingle:
     def estimate(self, theta: PyTree, state: ESSingleState, key: jax.Array):
         k_eps, k_run = jax.random.split(key)
         eps_next = base.perturbations(k_eps, theta, self.num_tasks, self.sigma)
-        members = jax.vmap(base.stack_members, in_axes=(None, 0, None))
         slots, out = base.unroll(
-            self.problem, self.trunc, members(theta, state.eps, 2), members(theta, eps_next, 2), state.slots, k_run
+            self.problem, self.trunc, base.antithetic(theta, state.eps), base.antithetic(theta, eps_next),
+            state.slots, k_run,
         )
         grad = base.antithetic_grad(out, state.eps, eps_next, self.sigma)
         eps = jax.vmap(base.tree_select)(base.after_reset(out), eps_next, state.eps)

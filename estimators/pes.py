@@ -52,8 +52,7 @@ class PES:
     def estimate(self, theta: PyTree, state: PESState, key: jax.Array):
         k_eps, k_run = jax.random.split(key)
         eps = base.perturbations(k_eps, theta, self.num_tasks, self.sigma)
-        thetas = jax.vmap(base.stack_members, in_axes=(None, 0, None))(theta, eps, 2)
-        slots, out = base.unroll(self.problem, self.trunc, thetas, None, state.slots, k_run)
+        slots, out = base.unroll(self.problem, self.trunc, base.antithetic(theta, eps), None, state.slots, k_run)
         w_before = jax.tree.map(jnp.add, state.accum, eps)
         grad = base.antithetic_grad(out, w_before, eps, self.sigma)
         restarted = base.after_reset(out)
