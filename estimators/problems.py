@@ -57,7 +57,8 @@ class LOProblem:
         inst = self.task.spec.sample_inst(k_inst)
         params = self.task.spec.init(inst, k_params)
         opt_state = self.optimizer(theta).init(params)
-        return {"inst": inst, "params": params, "opt_state": opt_state, "first_loss": jnp.full((), jnp.nan)}
+        first = jnp.full((), jnp.nan, jnp.float32)  # not weak-typed, like what step returns (no recompiles)
+        return {"inst": inst, "params": params, "opt_state": opt_state, "first_loss": first}
 
     def _objective(self, task: Task, params: PyTree, key: jax.Array, train_loss: jax.Array | None = None):
         if self.split == "train" and train_loss is not None:

@@ -111,21 +111,68 @@ def _floored(fn, x: jax.Array, floor: float = 1e-20) -> jax.Array:
     return fn(jnp.where(x > floor, x, floor))
 
 
+def _elementwise(p: jax.Array, g: jax.Array, acc: Accumulators) -> tuple[jax.Array, jax.Array]:
+    """(g, p, m, v, m/√v, 1/√v, g·fac, m·fac) stacked as (16,) + S, and the factored rsqrt."""
+    p, g = p.astype(acc.v.dtype), g.astype(acc.v.dtype)
+    rsqrt_v = jax.lax.rsqrt(acc.v + EPS)
+    fac_rsqrt, _, _ = _factored_rsqrt(acc, p.ndim)
+    return jnp.concatenate(
+        [g[None], p[None], acc.mom, acc.v[None], acc.mom * rsqrt_v[None], rsqrt_v[None], g[None] * fac_rsqrt,
+         acc.mom * fac_rsqrt],
+        axis=0,
+    )
+
+
+# Slices of FEATURE_NAMES: the elementwise features, and the row and column statistics.
+ELEMENTWISE = (slice(0, 13), slice(25, 28))
+ROWS = (slice(13, 16), slice(19, 22))
+COLS = (slice(16, 19), slice(22, 25))
+
+
+def _rows_of(w: jax.Array, parts: tuple[slice, ...]) -> jax.Array:
+    return jnp.concatenate([w[s] for s in parts], axis=0)
+
+
 def raw_features(p: jax.Array, g: jax.Array, acc: Accumulators) -> jax.Array:
     """The 28 un-normalized features of one tensor, stacked as (28,) + S (order: FEATURE_NAMES).
 
     `acc` must already include this step's gradient."""
-    p, g = p.astype(acc.v.dtype), g.astype(acc.v.dtype)
-    rsqrt_v = jax.lax.rsqrt(acc.v + EPS)
-    fac_rsqrt, row_b, col_b = _factored_rsqrt(acc, p.ndim)
-    return jnp.concatenate(
-        [
-            g[None], p[None], acc.mom, acc.v[None], acc.mom * rsqrt_v[None], rsqrt_v[None],
-            g[None] * fac_rsqrt, row_b, col_b, jax.lax.rsqrt(row_b + EPS), jax.lax.rsqrt(col_b + EPS),
-            acc.mom * fac_rsqrt,
-        ],
-        axis=0,
-    )
+    elem = _elementwise(p, g, acc)
+    _, row_b, col_b = _factored_rsqrt(acc, p.ndim)
+    stats = [row_b, col_b, jax.lax.rsqrt(row_b + EPS), jax.lax.rsqrt(col_b + EPS)]
+    return jnp.concatenate([elem[:13], *stats, elem[13:]], axis=0)
+
+
+def _project(x_FxS: jax.Array, w_FxH: jax.Array, hidden_first: bool) -> jax.Array:
+    """Σ_f x[f] · w[f, :]: S + (H,), or (H,) + S unrolled over f with hidden_first."""
+    if not hidden_first:
+        return jnp.tensordot(x_FxS, w_FxH, axes=(0, 0))
+    lead = (1,) * (x_FxS.ndim - 1)
+    return sum(w_FxH[f].reshape((-1,) + lead) * x_FxS[f][None] for f in range(x_FxS.shape[0]))
+
+
+def project_features(
+    p: jax.Array, g: jax.Array, acc: Accumulators, w_FxH: jax.Array, hidden_first: bool = False
+) -> jax.Array:
+    """Σ_f normalized_f · w[f] for one tensor of shape S: a first MLP layer (no bias) over
+    `normalized_features`, which it equals up to rounding. The result is S + (H,), or (H,) + S
+    with hidden_first (see `lopt.common.is_hidden_first`).
+
+    For factored tensors the 12 row and column statistics are constant along one axis, so they
+    are normalized and projected on their (…, rows) and (…, cols) vectors and broadcast after the
+    projection: 16 per-parameter features instead of 28."""
+    if p.ndim < 2:
+        raw = raw_features(p, g, acc)
+        return _project(raw, w_FxH / feature_rms(raw)[:, None], hidden_first)
+    elem = _elementwise(p, g, acc)
+    rows = jnp.concatenate([acc.row, jax.lax.rsqrt(acc.row + EPS)], axis=0)  # (6,) + S[:-1]
+    cols = jnp.concatenate([acc.col, jax.lax.rsqrt(acc.col + EPS)], axis=0)  # (6,) + S[:-2] + S[-1:]
+    h_e = _project(elem, _rows_of(w_FxH, ELEMENTWISE) / feature_rms(elem)[:, None], hidden_first)
+    h_r = _project(rows, _rows_of(w_FxH, ROWS) / feature_rms(rows)[:, None], hidden_first)
+    h_c = _project(cols, _rows_of(w_FxH, COLS) / feature_rms(cols)[:, None], hidden_first)
+    if hidden_first:
+        return h_e + h_r[..., :, None] + h_c[..., None, :]
+    return h_e + h_r[..., :, None, :] + h_c[..., None, :, :]
 
 
 def feature_rms(feats_FxS: jax.Array) -> jax.Array:

@@ -5,8 +5,9 @@ the step is λ1·d·exp(λ2·m), times 1/fan_in on hidden weights under μP. The
 second-moment and three Adafactor decays are meta-learned through μLO's reparametrization.
 
 Each feature's per-tensor RMS normalization is folded into the first layer's weights, and the time
-features (the same for every parameter) into its bias, so the per-parameter work is one matmul per
-layer on the raw 28 features.
+features (the same for every parameter) into its bias. The first layer projects the 12 Adafactor
+row and column statistics on their vectors and broadcasts the result
+(`features.project_features`), so the per-parameter work is 16 features wide.
 
 >>> import jax, optax
 >>> arch = MuLO()
@@ -82,17 +83,25 @@ class MuLO:
 
     def direction_magnitude(self, mlp: dict, p, g, acc, time_11) -> tuple[jax.Array, jax.Array]:
         """MLP outputs (d, m) for one tensor; `acc` already includes g."""
-        raw = features.raw_features(p, g, acc)
-        w_in = mlp["w0"][:NUM_FEATURES] / features.feature_rms(raw)[:, None]
-        bias = mlp["b0"] + time_11 @ mlp["w0"][NUM_FEATURES:]
-        if self.hidden_size <= 8:  # small MLP: fused multiply-adds (see common.dense)
-            lead = (1,) * (raw.ndim - 1)
-            h = sum(raw[f][..., None] * w_in[f].reshape(lead + (-1,)) for f in range(NUM_FEATURES))
-            h = common.add_bias(h, bias)
-        else:
-            h = common.add_bias(jnp.tensordot(raw, w_in, axes=(0, 0)), bias)
-        out = common.apply_mlp_tail(mlp, h)
-        return out[..., 0], out[..., 1]
+        hf = common.is_hidden_first(self.hidden_size)
+        h = features.project_features(p, g, acc, mlp["w0"][:NUM_FEATURES], hf)
+        h = common.add_bias(h, mlp["b0"] + time_11 @ mlp["w0"][NUM_FEATURES:], hf)
+        out = common.apply_mlp_tail(mlp, h, hidden_first=hf)
+        return (out[0], out[1]) if hf else (out[..., 0], out[..., 1])
+
+    def outputs(self, theta: dict, updates: PyTree, state: MuLOState, params: PyTree) -> dict[str, jax.Array]:
+        """The MLP's direction d and magnitude m for every parameter (flattened), as the next
+        `update(updates, state, params)` computes them; for monitoring."""
+        mom_d, rms_d, fac_d = self.decays(theta)
+        time_11 = features.time_features(state.count)
+        g_leaves, treedef = jax.tree.flatten(updates)
+        ds, ms = [], []
+        for g, p, a in zip(g_leaves, treedef.flatten_up_to(params), treedef.flatten_up_to(state.acc)):
+            a = features.update_accumulators(a, g, mom_d, rms_d, fac_d)
+            d, m = self.direction_magnitude(theta["mlp"], p, g, a, time_11)
+            ds.append(d.ravel())
+            ms.append(m.ravel())
+        return {"direction": jnp.concatenate(ds), "magnitude": jnp.concatenate(ms)}
 
     def optimizer(
         self, theta: dict, *, roles: PyTree | None = None, fan_in: PyTree | None = None, num_steps: int | None = None

@@ -115,10 +115,11 @@ class VeLO:
 
     def _tensor_step(self, theta, mix_K, lr_mult, p, g, acc, mult):
         mlp = jax.tree.map(lambda w: jnp.tensordot(mix_K, w, axes=(0, 0)), theta["bank"])
-        raw = features.raw_features(p, g, acc)
-        h = common.add_bias(jnp.tensordot(raw, mlp["w0"] / features.feature_rms(raw)[:, None], axes=(0, 0)), mlp["b0"])
-        out = common.apply_mlp_tail(mlp, h)
-        step = self.step_mult * lr_mult * mult * out[..., 0] * jnp.exp(self.exp_mult * out[..., 1])
+        hf = common.is_hidden_first(self.mlp_hidden)
+        h = common.add_bias(features.project_features(p, g, acc, mlp["w0"], hf), mlp["b0"], hf)
+        out = common.apply_mlp_tail(mlp, h, hidden_first=hf)
+        d, m = (out[0], out[1]) if hf else (out[..., 0], out[..., 1])
+        step = self.step_mult * lr_mult * mult * d * jnp.exp(self.exp_mult * m)
         return (-step).astype(g.dtype)
 
     def optimizer(

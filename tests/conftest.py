@@ -7,6 +7,10 @@ import os
 # reproduced outside pytest at ~1 run in 30, never with single-threaded Eigen. The tests check
 # our numerics, so they pin single-threaded Eigen (set before the backend starts).
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+# Compiled programs are shared through JAX's persistent cache between the pytest workers and the
+# CLI subprocesses, which compile the same meta-training step (compilation dominates those tests).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import jax  # noqa: E402
 import pytest

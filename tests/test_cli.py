@@ -1,60 +1,147 @@
-"""The demo CLI, its config checks, and the README's two commands staying in step with CI."""
+"""meta_train.py end to end: the CLI, TensorBoard events, resume, export, bad input, and the README's
+two commands staying in step with CI."""
 
-import json
+import os
 import pathlib
 import re
+import shutil
+import signal
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import checkpoints
+import inner_tasks
+import lopt
 import meta_train
-from configs import demo
+from configs import tiny
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _tiny_config():
-    c = demo.get_config()
-    c.family.datasets = ("digits",)
-    c.family.widths = (16,)
-    c.train.num_steps = 40
-    c.train.eval_every = 20
-    return c
+def _bitwise_equal(a, b) -> bool:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
-def test_run_trains_and_writes_curve(tmp_path, capsys):
-    curve = meta_train.run(_tiny_config(), str(tmp_path))
-    out = capsys.readouterr().out
-    assert "task: MLPSpec(dataset='digits'" in out and out.count("\n") >= 5
-    record = json.loads((tmp_path / "curve.json").read_text())
-    assert record["valid_step"] == [0, 20, 40] and len(record["train_loss"]) == 40
-    assert record["valid_loss"][-1] < record["valid_loss"][0] == pytest.approx(float(curve.valid_loss[0]))
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("full")
+    return workdir, meta_train.run(tiny.get_config(), str(workdir))
+
+
+def test_cli_end_to_end_writes_tensorboard_events_and_exports(tmp_path):
+    cmd = [sys.executable, str(ROOT / "meta_train.py"), f"--config={ROOT / 'configs/tiny.py'}",
+           f"--workdir={tmp_path}", "--config.num_steps=3", "--config.eval.every=3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "export:" in proc.stdout and "meta-train" in proc.stderr  # summary, and the tqdm bar
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
+    tags = acc.Tags()
+    for tag in ("meta/loss", "meta/grad_norm", "inner/resets", "inner/diverged", "outer/learning_rate",
+                "perf/inner_steps_per_s", "probe/total_variance", "eval/heldout_meta_loss",
+                "eval/task0/lopt_valid", "eval/task0/adam_valid", "family/mlp/0/loss"):
+        assert tag in tags["scalars"], (tag, tags["scalars"])
+    assert [e.step for e in acc.Scalars("meta/loss")] == [2, 3]
+    assert [e.step for e in acc.Scalars("eval/heldout_meta_loss")] == [0, 3]
+    assert all(np.isfinite(e.value) and e.value > 0 for e in acc.Scalars("perf/inner_steps_per_s"))
+    assert {"lopt/direction", "lopt/magnitude", "lopt/update"} <= set(tags["histograms"])
+    assert "eval/learning_curves" in tags["images"]
+    assert any("config" in t for t in tags["tensors"])  # add_text lands in the text plugin's tensors
+    assert (tmp_path / "hparams").is_dir()
+    # The export loads as an optax optimizer; --export alone rewrites it from the newest checkpoint.
+    path = tmp_path / meta_train.EXPORT_NAME
+    assert lopt.load(path) is not None
+    path.unlink()
+    proc = subprocess.run(cmd + ["--export"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0 and path.is_file(), proc.stderr[-2000:]
+
+
+def test_cli_rejects_unknown_keys_and_bad_values_before_compiling(tmp_path):
+    base = [sys.executable, str(ROOT / "meta_train.py"), f"--config={ROOT / 'configs/tiny.py'}", f"--workdir={tmp_path}"]
+    for flag, message in [("--config.estimator.sigmaa=1", "sigmaa"), ("--config.estimator.name=nope", "unknown estimator")]:
+        proc = subprocess.run(base + [flag], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+        assert "Compiling" not in proc.stderr and not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
-    "field, value, match",
+    "path, value, match",
     [
-        (("family", "name"), "resnet", "unknown family 'resnet'"),
-        (("family", "activations"), ("relu", "swish9"), "valid: .*gelu"),
-        (("train", "optimizer"), "adagrad2", "unknown optimizer"),
-        (("train", "learning_rate"), -1.0, "must be positive"),
-        (("train", "eval_every"), 7, "multiple of eval_every"),
+        ("estimator.name", "nope", "unknown estimator 'nope'"),
+        ("lopt.name", "rnn", "unknown architecture 'rnn'"),
+        ("family.name", "resnet", "unknown family 'resnet'"),
+        ("family.activations", ("relu", "swish9"), "valid: .*gelu"),
+        ("outer.peak_lr", -1.0, "must be a positive number"),
+        ("outer.warmup_steps", 6, "must be below num_steps"),
+        ("eval.num_steps", 25, "multiple of"),
+        ("checkpoint.keep", 0, "must be a positive number"),
+        ("estimator.objective", "median", "unknown objective"),
     ],
 )
-def test_bad_config_values_fail_clearly(field, value, match):
-    c = _tiny_config()
-    c[field[0]][field[1]] = value
+def test_bad_config_values_fail_clearly(tmp_path, path, value, match):
+    c = tiny.get_config()
+    section, field = path.split(".")
+    c[section][field] = value
     with pytest.raises(ValueError, match=match):
-        meta_train.run(c, None)
+        meta_train.run(c, str(tmp_path))
+    assert not any(tmp_path.iterdir())
 
 
-def test_cli_rejects_unknown_config_keys():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "meta_train.py"), f"--config={ROOT / 'configs/demo.py'}", "--config.train.lr=1"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-    assert proc.returncode != 0 and "lr" in proc.stderr
+def test_interrupted_run_resumes_bit_for_bit(uninterrupted, tmp_path):
+    full_dir, full = uninterrupted
+
+    def interrupt(step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # the real signal path: checkpoint, then return
+
+    first = meta_train.run(tiny.get_config(), str(tmp_path), on_step=interrupt)
+    assert first["step"] == 3 and 3 in checkpoints.steps(tmp_path) and "export" not in first
+    resumed = meta_train.run(tiny.get_config(), str(tmp_path))
+    assert resumed["step"] == 6
+    assert _bitwise_equal(resumed["theta"], full["theta"])
+    assert _bitwise_equal(resumed["opt_state"], full["opt_state"])
+    # The newest checkpoint corrupted: the previous one is used, and the replay is still exact.
+    newest = tmp_path / "checkpoints" / f"ckpt_{6:08d}.safetensors"
+    assert newest.is_file()
+    data = bytearray(newest.read_bytes())
+    data[-5] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    replay = meta_train.run(tiny.get_config(), str(tmp_path))
+    assert replay["step"] == 6 and _bitwise_equal(replay["theta"], full["theta"])
+
+
+def test_incompatible_workdir_is_refused(uninterrupted, tmp_path):
+    full_dir, _ = uninterrupted
+    workdir = tmp_path / "copy"
+    shutil.copytree(full_dir, workdir)
+    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    c = tiny.get_config()
+    c.estimator.sigma = 0.05
+    with pytest.raises(checkpoints.CheckpointError, match=r"incompatible run .*estimator"):
+        meta_train.run(c, str(workdir))
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+
+
+def test_exported_file_loads_and_trains_a_task(uninterrupted):
+    full_dir, full = uninterrupted
+    path = full_dir / meta_train.EXPORT_NAME
+    arch, theta, meta = lopt.load_theta(path)
+    assert _bitwise_equal(theta, full["theta"]) and meta["provenance"]["meta_training_steps"] == 6
+    task = inner_tasks.get_task("mlp", dataset="digits", width=8, depth=1, batch_size=32)
+    curves = [
+        inner_tasks.train(task, opt, 40, jax.random.key(0), eval_every=20)
+        for opt in (lopt.load(path, roles=task.roles, fan_in=task.fan_in),
+                    arch.optimizer(full["theta"], roles=task.roles, fan_in=task.fan_in))
+    ]
+    # Six meta-steps do not make a good optimizer; the file must reproduce the in-memory one exactly.
+    assert np.all(np.isfinite(curves[0].train_loss))
+    assert _bitwise_equal(curves[0].params, curves[1].params)
+    assert not _bitwise_equal(curves[0].params, task.init(jax.random.split(jax.random.key(0), 3)[0]))
 
 
 def _readme_commands():

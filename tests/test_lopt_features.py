@@ -158,3 +158,19 @@ def test_learnable_adam_matches_numpy_adam():
         got, state = opt.update(jnp.asarray(g, jnp.float32), state, jnp.asarray(p, jnp.float32))
         np.testing.assert_allclose(got, want, rtol=1e-4)
         assert isinstance(optax.tree_utils.tree_get(state, "count"), jax.Array)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("hidden,hidden_first", [(4, True), (4, False), (32, False)])
+def test_project_features_equals_first_layer_on_normalized_features(shape, hidden, hidden_first):
+    p, g, ref, acc = _run_both(shape)
+    w = np.random.default_rng(1).normal(size=(features.NUM_FEATURES, hidden))
+    project = jax.jit(features.project_features, static_argnums=4)
+    got = project(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc, jnp.asarray(w, jnp.float32),
+                  hidden_first)
+    got = np.moveaxis(np.asarray(got), 0, -1) if hidden_first else got
+    want = ref.features(p, g)
+    want = want / np.sqrt((want**2).reshape(len(want), -1).mean(1) + 1e-8).reshape((-1,) + (1,) * len(shape))
+    want = np.tensordot(want, w, axes=(0, 0))
+    assert got.shape == shape + (hidden,)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)

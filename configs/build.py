@@ -1,0 +1,167 @@
+"""From a config to typed values: every check runs here, before anything compiles.
+
+`build(config)` returns a `Setup` holding the task family, the learned-optimizer architecture, an
+estimator factory, the outer optimizer and the cadences; library code only ever sees these typed
+values. `fingerprint(config)` is what a resumed run must share with the checkpoint it resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import optax
+
+import estimators
+import inner_tasks
+import lopt
+
+# Settings each estimator takes from the config's estimator section, besides problem and trunc.
+ESTIMATOR_SETTINGS = {
+    "pes": ("num_tasks", "sigma"),
+    "es_single": ("num_tasks", "sigma"),
+    "full_es": ("strategy", "fitness_shaping", "population_size", "horizon", "num_tasks", "sigma", "objective",
+                "max_loss"),
+    "tbptt": ("num_tasks",),
+    "bmg": ("num_tasks", "target_steps", "matching", "target_lr"),
+}
+TRUNCATED = ("pes", "es_single", "tbptt", "bmg")
+# Config paths that may change when a run is resumed (cadences, length, evaluation).
+RESUMABLE_CHANGES = ("num_steps", "eval", "log", "probe", "checkpoint")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    config: ml_collections.ConfigDict
+    seed: int
+    num_steps: int
+    family: inner_tasks.TaskFamily
+    eval_family: inner_tasks.TaskFamily
+    arch: Any
+    make_estimator: Callable[[inner_tasks.Task], Any]
+    num_groups: int
+    resample_every: int
+    outer: optax.GradientTransformation
+    schedule: optax.Schedule
+    log_every: int
+    histograms_every: int
+    probe_every: int
+    probe_repeats: int
+    eval_every: int
+    eval_tasks: int
+    eval_steps: int
+    eval_curve_every: int
+    eval_adam_lr: float
+    checkpoint_every: int
+    keep: int
+
+    def inner_steps_per_meta_step(self, ests: list) -> int:
+        """Inner steps (all members of all particles) behind one meta-step."""
+        total = 0
+        for est in ests:
+            if isinstance(est, estimators.FullES):
+                total += est.population_size * est.num_tasks * est.horizon
+            else:
+                members = 2 if isinstance(est, (estimators.PES, estimators.ESSingle)) else 1
+                total += members * est.num_tasks * est.trunc.trunc_length
+        return total
+
+
+def _family(c: ml_collections.ConfigDict, what: str) -> inner_tasks.TaskFamily:
+    if "name" not in c:
+        raise ValueError(f"config.{what} needs a name (one of {sorted(inner_tasks.FAMILIES)})")
+    kwargs = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in c.items() if k != "name"}
+    try:
+        return inner_tasks.get_family(c.name, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad settings for config.{what} ({c.name!r}): {e}") from None
+
+
+def _arch(c: ml_collections.ConfigDict):
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items() if k != "name"}
+    try:
+        return lopt.get_arch(c.name, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad settings for config.lopt ({c.name!r}): {e}") from None
+
+
+def _positive(**values) -> None:
+    for name, v in values.items():
+        if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            raise ValueError(f"config.{name} must be a positive number, got {v!r}")
+
+
+def _nonnegative_int(**values) -> None:
+    for name, v in values.items():
+        if not (isinstance(v, int) and v >= 0):
+            raise ValueError(f"config.{name} must be an integer >= 0 (0 turns it off), got {v!r}")
+
+
+def _estimator_factory(c: ml_collections.ConfigDict, arch) -> Callable[[inner_tasks.Task], Any]:
+    if c.name not in ESTIMATOR_SETTINGS:
+        raise ValueError(f"unknown estimator {c.name!r}; valid: {sorted(ESTIMATOR_SETTINGS)}")
+    kwargs = {k: c[k] for k in ESTIMATOR_SETTINGS[c.name]}
+    horizon = c.horizon if c.name == "full_es" else c.max_horizon
+    if c.name in TRUNCATED:
+        kwargs["trunc"] = estimators.Truncation(
+            trunc_length=c.trunc_length, min_horizon=c.min_horizon, max_horizon=c.max_horizon,
+            lockstep=c.lockstep, objective=c.objective, max_loss=c.max_loss,
+        )
+
+    def make(task: inner_tasks.Task):
+        mup = getattr(task.spec, "parametrization", "sp") == "mup"
+        problem = estimators.LOProblem(task=task, arch=arch, split=c.split, normalize=c.normalize, mup=mup,
+                                       num_steps=horizon)
+        return estimators.get_estimator(c.name, problem=problem, **kwargs)
+
+    return make
+
+
+def build(config: ml_collections.ConfigDict) -> Setup:
+    """Checks `config` and turns it into typed values; raises ValueError with one clear message."""
+    c = config
+    _positive(num_steps=c.num_steps, **{f"outer.{k}": c.outer[k] for k in ("peak_lr", "end_lr", "clip")})
+    _nonnegative_int(**{"outer.warmup_steps": c.outer.warmup_steps, "log.histograms_every": c.log.histograms_every,
+                        "probe.every": c.probe.every})
+    if not 0 <= c.outer.weight_decay < 1:
+        raise ValueError(f"config.outer.weight_decay must lie in [0, 1), got {c.outer.weight_decay}")
+    for name in ("log.every", "eval.every", "checkpoint.every", "checkpoint.keep", "groups.num",
+                 "groups.resample_every", "eval.num_tasks", "eval.num_steps", "eval.curve_every", "probe.repeats"):
+        section, field = name.split(".")
+        _positive(**{name: c[section][field]})
+    if c.eval.num_steps % c.eval.curve_every:
+        raise ValueError(f"config.eval.num_steps ({c.eval.num_steps}) must be a multiple of "
+                         f"eval.curve_every ({c.eval.curve_every})")
+    if c.outer.warmup_steps >= c.num_steps:
+        raise ValueError(f"config.outer.warmup_steps ({c.outer.warmup_steps}) must be below num_steps ({c.num_steps})")
+    family = _family(c.family, "family")
+    eval_family = _family(c.eval.family, "eval.family") if len(c.eval.family) else family
+    arch = _arch(c.lopt)
+    make_estimator = _estimator_factory(c.estimator, arch)
+    make_estimator(family.task(family.sample(jax.random.key(c.seed))))  # the estimator's own checks
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=c.outer.peak_lr, warmup_steps=c.outer.warmup_steps,
+        decay_steps=c.num_steps, end_value=c.outer.end_lr,
+    )
+    outer = optax.apply_if_finite(optax.chain(
+        optax.clip_by_global_norm(c.outer.clip),
+        optax.adamw(schedule, b1=c.outer.b1, b2=c.outer.b2, weight_decay=c.outer.weight_decay),
+    ), max_consecutive_errors=5)
+    return Setup(
+        config=c, seed=c.seed, num_steps=c.num_steps, family=family, eval_family=eval_family, arch=arch,
+        make_estimator=make_estimator, num_groups=c.groups.num, resample_every=c.groups.resample_every,
+        outer=outer, schedule=schedule, log_every=c.log.every, histograms_every=c.log.histograms_every,
+        probe_every=c.probe.every, probe_repeats=c.probe.repeats, eval_every=c.eval.every,
+        eval_tasks=c.eval.num_tasks, eval_steps=c.eval.num_steps, eval_curve_every=c.eval.curve_every,
+        eval_adam_lr=c.eval.adam_lr, checkpoint_every=c.checkpoint.every, keep=c.checkpoint.keep,
+    )
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """The config sections a resumed run must share with its checkpoint (JSON text per section)."""
+    d = config.to_dict()
+    return {k: ml_collections.ConfigDict({"v": v}).to_json() if isinstance(v, dict) else repr(v)
+            for k, v in sorted(d.items()) if k not in RESUMABLE_CHANGES}

@@ -1,0 +1,28 @@
+"""Quick: the README's main job. μLO meta-trained with PES on Fashion-MNIST 8×8 μP MLPs.
+
+Command:  python meta_train.py --config configs/quick.py --workdir runs/quick
+Cost on 2 CPU cores: about 3 minutes (measured 2 min 55 s, a third of it compilation).
+Expected (measured, seed 0): the held-out meta-loss (mean training loss over 300 steps of two
+unseen MLPs, divided by their first loss) falls from 1.40 at the initialization to 0.34 after 100
+steps and 0.31 after 200; the learned optimizer's final validation losses on those MLPs go from
+4.0 / 6.1 at the initialization to 0.57 / 0.51, against 0.81 / 0.91 for Adam at lr 3e-3 (untuned).
+`eval/heldout_meta_loss` in TensorBoard and the summary printed at the end show both.
+"""
+
+from configs.base import base_config
+
+
+def get_config():
+    c = base_config()
+    c.num_steps = 200
+    c.family.update(datasets=("fashion_mnist",), resolutions=(8,), widths=(32, 64), depths=(1, 2),
+                    activations=("relu",), batch_sizes=(128,), parametrization="mup")
+    c.lopt.update(name="mulo", hidden_size=32)
+    c.estimator.update(name="pes", num_tasks=8, sigma=0.01, trunc_length=20, min_horizon=100, max_horizon=500)
+    c.groups.update(num=2, resample_every=50)
+    c.outer.update(peak_lr=3e-3, end_lr=1e-3, warmup_steps=10)
+    c.eval.update(every=100, num_tasks=2, num_steps=300, curve_every=25, adam_lr=3e-3)
+    c.log.update(every=5, histograms_every=50)
+    c.probe.update(every=100, repeats=8)
+    c.checkpoint.update(every=25, keep=3)
+    return c
