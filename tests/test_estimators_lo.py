@@ -57,6 +57,7 @@ def test_bmg_target_carries_no_gradient():
         assert any(np.any(np.asarray(x)) for x in jax.tree.leaves(g))
 
 
+@pytest.mark.slow  # compiles BMG through a classifier's logits: over a minute
 def test_bmg_kl_matching_on_a_classifier():
     task = inner_tasks.get_task("mlp", dataset="digits", width=16, depth=1, batch_size=16)
     problem = LOProblem(task=task, arch=lopt.get_arch("mulo", hidden_size=8))

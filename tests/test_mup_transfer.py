@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import inner_tasks
 
@@ -43,6 +44,7 @@ def grid_scores(parametrization: str, width: int) -> np.ndarray:
     return np.where(np.isfinite(losses), np.asarray(losses), np.inf)
 
 
+@pytest.mark.slow  # about 2 minutes of training; run with -m slow
 def test_mup_best_learning_rate_transfers_across_width(fashion_mnist_dir):
     best = {}
     for param in GRIDS:
