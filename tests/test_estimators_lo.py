@@ -199,3 +199,18 @@ def test_every_estimator_meta_trains_learnable_adam_to_a_better_learning_rate(na
     after = float(mean_loss(problem, theta["log_lr"], jax.random.key(9)))
     assert float(theta["log_lr"]) > np.log(1e-3) + 1.0, theta
     assert after < 0.8 * before, (before, after)
+
+
+def test_estimate_returns_a_state_with_the_avals_of_init():
+    """A state whose dtypes or weak types drift between init and estimate recompiles the step."""
+    task = inner_tasks.get_task("mlp", dataset="digits", width=8, depth=1, batch_size=16)
+    problem = LOProblem(task=task, arch=lopt.get_arch("mulo", hidden_size=4))
+    trunc = Truncation(trunc_length=3, min_horizon=5, max_horizon=10)
+    for name in ("pes", "es_single", "tbptt", "bmg"):
+        est = estimators.get_estimator(name, problem=problem, trunc=trunc, num_tasks=2)
+        theta = problem.arch.init(jax.random.key(0))
+        s0 = jax.eval_shape(est.init, theta, jax.random.key(1))
+        s1 = jax.eval_shape(est.estimate, theta, s0, jax.random.key(2))[1]
+        assert jax.tree.structure(s0) == jax.tree.structure(s1), name
+        for a, b in zip(jax.tree.leaves(s0), jax.tree.leaves(s1)):
+            assert (a.shape, a.dtype, a.weak_type) == (b.shape, b.dtype, b.weak_type), name
