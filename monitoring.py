@@ -143,7 +143,8 @@ class Evaluator:
 
     def _title(self, i: int) -> str:
         s = self.specs[i]
-        fields = [f"{k}={getattr(s, k)}" for k in ("dataset", "resolution", "width", "depth", "channels") if hasattr(s, k)]
+        names = ("dataset", "resolution", "width", "depth", "channels")
+        fields = [f"{k}={getattr(s, k)}" for k in names if hasattr(s, k)]
         return f"{s.name} " + " ".join(fields)
 
     def run(self, writer: Writer, step: int, theta) -> dict[str, float]:

@@ -25,12 +25,10 @@ template, skipping corrupted ones with a warning; loading parses JSON and raw ar
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import pathlib
 import re
-import tempfile
 from typing import Any, Callable
 
 import jax
@@ -39,6 +37,9 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 from absl import logging
+
+from lopt.io import tensor_digest, write_atomic
+from lopt.mup import path_str
 
 FORMAT = "lopt-checkpoint"
 FORMAT_VERSION = 1
@@ -55,11 +56,6 @@ def _path(workdir: str | os.PathLike, step: int) -> pathlib.Path:
     return pathlib.Path(workdir) / SUBDIR / f"ckpt_{step:08d}.safetensors"
 
 
-def _leaf_name(path) -> str:
-    """'/'-joined key path: dict keys, attribute names and sequence indices ('opt/mu/0')."""
-    return "/".join(str(next((getattr(k, a) for a in ("key", "name", "idx") if hasattr(k, a)), k)) for k in path)
-
-
 def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
@@ -67,7 +63,7 @@ def _is_key(x: Any) -> bool:
 def _flatten(tree: PyTree) -> tuple[list[tuple[str, Any]], Any]:
     """(name, leaf) pairs in tree order and the treedef; None leaves vanish, names must be unique."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    named = [(_leaf_name(p), x) for p, x in leaves]
+    named = [(path_str(p), x) for p, x in leaves]
     dups = sorted(n for n, c in collections.Counter(n for n, _ in named).items() if c > 1)
     if dups:
         raise ValueError(f"leaves with the same path name {dups}: rename the containers' keys")
@@ -87,23 +83,6 @@ def _spec(x: Any) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(x.shape), np.dtype(x.dtype)
 
 
-def _digest(tensors: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        a = tensors[name]
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(workdir: str | os.PathLike, step: int, tree: PyTree, meta: dict, keep: int = 3) -> pathlib.Path:
     """Writes `tree` and `meta` (a JSON-able dict) as checkpoint `step`, atomically, keeping the newest `keep`.
 
@@ -119,25 +98,14 @@ def save(workdir: str | os.PathLike, step: int, tree: PyTree, meta: dict, keep: 
     # np.asarray(order="C"), not np.ascontiguousarray: that one turns 0-d arrays into shape [1]
     tensors = {n: np.asarray(_stored(x), order="C") for n, x in named}
     keys = {n: str(jax.random.key_impl(x)) for n, x in named if _is_key(x)}
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, "sha256": _digest(tensors),
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, "sha256": tensor_digest(tensors),
               "keys": keys, "meta": meta}
     try:
         text = json.dumps(header)
     except (TypeError, ValueError) as e:
         raise ValueError(f"meta is not JSON-serializable: {e}") from e
     path = _path(workdir, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(safetensors.numpy.save(tensors, metadata={FORMAT: text}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _fsync_dir(path.parent)
+    write_atomic(path, safetensors.numpy.save(tensors, metadata={FORMAT: text}))
     others = [s for s in steps(workdir) if s != step]  # never the file just written
     for old in others[: max(0, len(others) + 1 - keep)]:
         _path(workdir, old).unlink(missing_ok=True)
@@ -178,7 +146,7 @@ def _tensors(path: pathlib.Path, header: dict) -> dict[str, np.ndarray]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"unreadable tensor data (truncated or corrupted?): {e}") from e
-    if _digest(tensors) != header.get("sha256"):
+    if tensor_digest(tensors) != header.get("sha256"):
         raise CheckpointError("tensor data does not match its sha256 (corrupted file)")
     return tensors
 

@@ -7,7 +7,8 @@ particles instead of 8 pairs.
 
 Command:  python meta_train.py --config configs/bmg.py --workdir runs/bmg
 Cost on 2 CPU cores: about 4 minutes (0.8 s per step after compilation, measured over 12 steps).
-Expected (full run not yet measured here; 12 steps ran cleanly): the matching loss (meta/loss) falls; the held-out meta-loss is logged against the
+Expected (full run not yet measured here; 12 steps ran cleanly):
+the matching loss (meta/loss) falls; the held-out meta-loss is logged against the
 initialization's as for the other recipes.
 """
 

@@ -6,7 +6,8 @@ learned optimizer (μLO hidden 8) keeps the search space modest.
 
 Command:  python meta_train.py --config configs/full_es.py --workdir runs/full_es
 Cost on 2 CPU cores: about 20 minutes (5.2 s per step: 6400 inner steps, measured over 12 steps).
-Expected (full run not yet measured here; 12 steps ran cleanly): the population's mean loss (meta/loss) falls; held-out evaluation as for the others.
+Expected (full run not yet measured here; 12 steps ran cleanly):
+the population's mean loss (meta/loss) falls; held-out evaluation as for the others.
 """
 
 from configs import quick

@@ -10,8 +10,9 @@ Command:  python meta_train.py --config configs/mulo_fmnist.py --workdir runs/mu
 Cost on 2 CPU cores: 1.2 s per outer step after compilation (measured over 12 steps), about 30
 minutes for 1000 steps with compilation of six task shapes and the evaluations; it resumes from
 its workdir if stopped.
-Expected (full run not yet measured here; 12 steps ran cleanly): the held-out meta-loss falls well below the
-initialization's within the first few hundred steps, as in configs/quick.py; the export is the starting point for the `mulo_fmnist` pretrained file.
+Expected (full run not yet measured here; 12 steps ran cleanly):
+the held-out meta-loss falls well below the initialization's within the first few hundred steps,
+as in configs/quick.py; the export is the starting point for the `mulo_fmnist` pretrained file.
 """
 
 from configs.base import base_config

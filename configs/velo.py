@@ -5,7 +5,8 @@ num_steps; the truncation schedule is lockstep-free and log-uniform as for μLO.
 
 Command:  python meta_train.py --config configs/velo.py --workdir runs/velo
 Cost on 2 CPU cores: about 3 minutes (0.2 s per step, but 1.5 minutes of compilation; measured).
-Expected (full run not yet measured here; 12 steps ran cleanly): the held-out meta-loss falls below the initialization's.
+Expected (full run not yet measured here; 12 steps ran cleanly):
+the held-out meta-loss falls below the initialization's.
 """
 
 from configs import quick

@@ -51,7 +51,8 @@ def _flatten(theta: PyTree) -> dict[str, np.ndarray]:
     return {path_str(p): np.array(x, order="C", copy=True) for p, x in leaves}
 
 
-def _digest(tensors: dict[str, np.ndarray]) -> str:
+def tensor_digest(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (names sorted)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         a = tensors[name]
@@ -62,6 +63,27 @@ def _digest(tensors: dict[str, np.ndarray]) -> str:
 
 def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def write_atomic(path: pathlib.Path, blob: bytes) -> None:
+    """Writes `blob` to `path` through a temporary file in the same directory, fsynced and renamed
+    into place, then fsyncs the directory: a crash leaves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def save(path: str | os.PathLike, arch, theta: PyTree, metadata: dict | None = None) -> pathlib.Path:
@@ -80,20 +102,10 @@ def save(path: str | os.PathLike, arch, theta: PyTree, metadata: dict | None = N
     provenance.update(_jsonable(metadata or {}))
     header = {
         "format": "lopt", "format_version": FORMAT_VERSION, "arch": arch.name, "arch_version": arch.version,
-        "arch_config": _jsonable(dataclasses.asdict(arch)), "sha256": _digest(tensors), "provenance": provenance,
+        "arch_config": _jsonable(dataclasses.asdict(arch)), "sha256": tensor_digest(tensors), "provenance": provenance,
     }
     blob = safetensors.numpy.save(tensors, metadata={"lopt": json.dumps(header)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, blob)
     return path
 
 
@@ -158,7 +170,7 @@ def _read(path: pathlib.Path) -> tuple[dict, dict[str, np.ndarray]]:
     if header.get("format") != "lopt" or header.get("format_version") != FORMAT_VERSION:
         raise LoptFileError(f"{path}: format {header.get('format')!r} v{header.get('format_version')}, "
                             f"expected 'lopt' v{FORMAT_VERSION}")
-    if _digest(tensors) != header.get("sha256"):
+    if tensor_digest(tensors) != header.get("sha256"):
         raise LoptFileError(f"{path}: tensor data does not match its checksum (corrupted file)")
     return header, tensors
 
