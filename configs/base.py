@@ -3,7 +3,8 @@ changes what it needs. Every key is listed here, so a misspelt override fails be
 compiles (`--config.estimator.sigmaa=…` is an error).
 
 Sections (see meta_train.py for how each becomes a typed value):
-  family     the inner-task family (inner_tasks.FAMILIES name plus its axes)
+  family     the inner-task family (inner_tasks.FAMILIES name plus its axes), or name="mixture"
+             with members={family name: its axes and a weight} (see configs/mulo_mup.py)
   lopt       the learned-optimizer architecture (lopt.ARCHITECTURES name plus its settings)
   estimator  the meta-gradient estimator (estimators.ESTIMATORS name), truncation and objective
   groups     how many task specs (shapes) feed each meta-step, and how often each is redrawn

@@ -102,7 +102,7 @@ def test_grids_and_suites():
     assert (ev.GRIDS["sgd"][0], ev.GRIDS["sgd"][-1], len(ev.GRIDS["sgd"])) == (1e-3, 10.0, 9)
     assert (ev.GRIDS["lion"][0], ev.GRIDS["lion"][-1], len(ev.GRIDS["lion"])) == (1e-5, 0.1, 9)
     assert list(ev.GRIDS) == list(ev.BASELINES) == ["adam", "adamw", "sgd", "lion"]
-    assert {"quick", "fmnist_mlp", "conv", "lm", "digits"} <= set(ev.SUITES)
+    assert {"quick", "fmnist_mlp", "conv", "lm", "digits", "heldout", "width_mup", "width_sp"} <= set(ev.SUITES)
     for tasks in ev.SUITES.values():
         assert len({t.label for t in tasks}) == len(tasks)
         for t in tasks:
@@ -150,3 +150,51 @@ def test_bad_lopt_file(tmp_path, capsys):
     assert err.startswith("error: ") and "corrupted" in err and "Traceback" not in err
     assert ev.main(["--lopt", str(tmp_path / "missing"), "--suite", "digits"]) == 2
     assert "no learned-optimizer file" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def train_run(lopt_file, tasks, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval_train")
+    return ev.evaluate(str(lopt_file), tasks[:1], seeds=SEEDS, out_dir=out, metric="train", baselines=["adam"]), out
+
+
+def test_train_metric_tunes_on_training_loss_and_records_both(train_run, lopt_file):
+    results, _ = train_run
+    assert results["metric"] == "train" and results["baselines"] == ["adam"]
+    entry = next(iter(results["tasks"].values()))
+    assert set(entry["optimizers"]) == {"learned", "adam"}
+    adam = entry["optimizers"]["adam"]
+    losses = [math.inf if v is None else v for v in adam["tuning"]["final_train_loss"]]
+    assert adam["lr"] == ev.GRIDS["adam"][int(np.argmin(losses))]
+    assert adam["mean"] == adam["train_mean"] == pytest.approx(np.mean(adam["final_train_loss"]), rel=1e-6)
+    task = inner_tasks.get_task(entry["task"], **entry["kwargs"])
+    curve = inner_tasks.train(task, optax.adam(adam["lr"]), entry["num_steps"], jax.random.key(1),
+                              eval_every=entry["eval_every"])
+    last = curve.train_loss[-entry["eval_every"]:].mean()  # the last interval's mean minibatch loss
+    np.testing.assert_allclose(adam["final_train_loss"][0], float(last), rtol=1e-4)
+    np.testing.assert_allclose(adam["final_valid_loss"][0], float(curve.valid_loss[-1]), rtol=1e-4)
+    assert len(adam["train_curve_mean"]) == len(entry["steps"]) - 1
+
+
+def test_summary_counts_wins_and_divergences(train_run):
+    results, out = train_run
+    entry = next(iter(results["tasks"].values()))
+    learned, adam = entry["optimizers"]["learned"]["mean"], entry["optimizers"]["adam"]["mean"]
+    assert results["summary"]["learned_beats"] == {"adam": {"tasks": 1, "learned_lower": int(learned < adam)}}
+    assert results["summary"]["runs_per_optimizer"] == SEEDS
+    assert results["summary"]["learned_diverged_runs"] == entry["optimizers"]["learned"]["diverged"]
+    assert "lower than per-task-tuned adam on" in (out / "results.md").read_text()
+
+
+def test_divergence_rule():
+    valid = np.array([[2.0, 1.0, 0.5], [2.0, 1.0, 2.5], [2.0, np.nan, 0.5]])
+    train = np.array([[1.0, 0.5], [1.0, 0.5], [1.0, 0.5]])
+    assert ev._diverged(valid, train).tolist() == [False, True, True]
+    assert ev._diverged(valid[:1], np.array([[1.0, np.inf]])).tolist() == [True]
+
+
+@pytest.mark.parametrize("kwargs, match", [({"metric": "median"}, "unknown metric"),
+                                           ({"baselines": ["adam", "rmsprop"]}, r"unknown baselines \['rmsprop'\]")])
+def test_bad_metric_or_baseline(lopt_file, tmp_path, kwargs, match):
+    with pytest.raises(ev.EvaluateError, match=match):
+        ev.evaluate(str(lopt_file), "digits", 1, tmp_path, **kwargs)

@@ -1,0 +1,177 @@
+"""Model cards and figures for shipped learned optimizers, from a meta-training workdir and
+`benchmarks.evaluate` results.
+
+    python -m benchmarks.report card --name mulo_mup --workdir runs/mulo_mup --recipe configs/mulo_mup.py \\
+        --results runs/eval/heldout_mup --results runs/eval/width_mup --notes notes.md
+    python -m benchmarks.report width --results runs/eval/width_mup --results runs/eval/width_sp --out w.png
+
+`card` copies WORKDIR/lopt.safetensors to lopt/pretrained/NAME.safetensors (same θ, with the
+recipe and compute spent added to its provenance), draws NAME_curve.png from the run's
+TensorBoard events and writes NAME.md: usage, recipe and config, compute, curve, results tables
+and the hand-written notes. `width` plots the final metric against width for each results
+directory (one line per learned optimizer, plus any tuned baselines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import Sequence
+
+import matplotlib
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import lopt
+from benchmarks import evaluate
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PRETRAINED = pathlib.Path(__file__).resolve().parents[1] / "lopt" / "pretrained"
+RESUME_GAP_S = 300.0  # a longer pause between two logged steps is a stop and a resume, not compute
+
+
+def scalars(workdir: str | pathlib.Path, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, values, wall times) of one TensorBoard scalar, sorted by step, last write per step."""
+    acc = EventAccumulator(str(workdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if tag not in acc.Tags()["scalars"]:
+        raise ValueError(f"{workdir}: no scalar {tag!r} in its TensorBoard events")
+    by_step = {e.step: e for e in acc.Scalars(tag)}
+    events = [by_step[s] for s in sorted(by_step)]
+    return tuple(np.asarray([getattr(e, f) for e in events]) for f in ("step", "value", "wall_time"))
+
+
+def compute_spent(workdir: str | pathlib.Path) -> dict:
+    """Meta-steps, wall-clock seconds from the first event on (pauses over RESUME_GAP_S between two
+    logged steps left out) and the number of such pauses (resumes)."""
+    steps, _, wall = scalars(workdir, "meta/loss")
+    acc = EventAccumulator(str(workdir), size_guidance={"scalars": 1})
+    acc.Reload()
+    gaps = np.diff(wall)
+    running = gaps[gaps <= RESUME_GAP_S].sum() + max(0.0, wall[0] - acc.FirstEventTimestamp())
+    return {"meta_steps": int(steps[-1]), "wall_clock_s": float(running), "resumes": int((gaps > RESUME_GAP_S).sum())}
+
+
+def curve_figure(workdir: str | pathlib.Path, path: pathlib.Path, title: str) -> None:
+    """Meta-loss (raw and smoothed) and held-out meta-loss against the meta-step."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps, loss, _ = scalars(workdir, "meta/loss")
+    ax.plot(steps, loss, color="C0", alpha=0.3, label="meta-loss (training groups)")
+    k = max(1, len(loss) // 20)
+    ax.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, "valid"), color="C0", label=f"smoothed ({k} logs)")
+    try:
+        s, v, _ = scalars(workdir, "eval/heldout_meta_loss")
+        ax.plot(s, v, "o-", color="C1", label="held-out meta-loss")
+    except ValueError:
+        pass
+    ax.set(title=title, xlabel="meta-step", ylabel="mean training loss / initial loss", yscale="log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _results(dirs: Sequence[str | pathlib.Path]) -> list[dict]:
+    out = []
+    for d in dirs:
+        f = pathlib.Path(d) / "results.json"
+        if not f.is_file():
+            raise ValueError(f"{d}: no results.json (run python -m benchmarks.evaluate --out {d} first)")
+        out.append(json.loads(f.read_text()))
+    return out
+
+
+def width_figure(results: Sequence[dict], path: pathlib.Path) -> None:
+    """Final metric (mean over seeds) against width, one line per (results, optimizer); × marks divergence."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, res in enumerate(results):
+        tasks = sorted(res["tasks"].values(), key=lambda t: t["kwargs"]["width"])
+        widths = [t["kwargs"]["width"] for t in tasks]
+        param = tasks[0]["kwargs"].get("parametrization", "mup")
+        for j, name in enumerate(tasks[0]["optimizers"]):
+            label = f"{pathlib.Path(res['lopt']).stem if name == evaluate.LEARNED else name + ' (tuned)'}, {param} model"
+            ys = np.asarray([np.nan if t["optimizers"][name]["mean"] is None else t["optimizers"][name]["mean"]
+                             for t in tasks])
+            line, = ax.plot(widths, ys, "o-" if name == evaluate.LEARNED else "s--", color=f"C{2 * i + j}",
+                            label=label)
+            bad = [w for w, t in zip(widths, tasks) if t["optimizers"][name]["diverged"]]
+            ax.plot(bad, [ax.get_ylim()[1]] * len(bad), "x", color=line.get_color(), markersize=10)
+    ax.set(xscale="log", xlabel="width", ylabel=f"final {evaluate.METRICS[results[0]['metric']].split(' (')[0]}",
+           title="μP against standard parametrization as width grows")
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], notes: str | None,
+         out_dir: pathlib.Path = PRETRAINED) -> pathlib.Path:
+    """Ships WORKDIR's export as NAME.safetensors with its model card NAME.md and NAME_curve.png."""
+    src = pathlib.Path(workdir) / "lopt.safetensors"
+    arch, theta, header = lopt.load_theta(src)
+    compute = compute_spent(workdir)
+    prov = dict(header["provenance"], recipe=recipe, compute=compute, model_card=f"{name}.md")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shipped = lopt.save(out_dir / f"{name}.safetensors", arch, theta, prov)
+    curve_figure(workdir, out_dir / f"{name}_curve.png", f"{name}: meta-training")
+    results = _results(results_dirs)
+    hours = compute["wall_clock_s"] / 3600
+    lines = [
+        f"# `{name}`: {arch.name} learned optimizer", "",
+        "```python", "import lopt", f'opt = lopt.load("{name}", num_steps=N)  # + roles=, fan_in= on a μP model',
+        "```", "",
+        f"Architecture `{arch.name}` {json.dumps(header['arch_config'])}; "
+        f"{sum(np.size(x) for x in _leaves(theta))} meta-parameters; tensor sha256 `{header['sha256'][:16]}…`.", "",
+        "## Recipe", "",
+        f"`{recipe}`, trained with `python meta_train.py --config {recipe} --workdir {workdir}` "
+        f"(config below, as stored in the file's provenance).", "",
+        "## Compute spent", "",
+        f"{compute['meta_steps']} meta-steps in {hours:.2f} h of wall-clock ({compute['resumes']} resumes), on a "
+        "2-core CPU machine shared with one other meta-training run.", "",
+        "## Meta-training curve", "", f"![meta-training curve]({name}_curve.png)", "",
+    ]
+    if notes:
+        lines += [pathlib.Path(notes).read_text().strip(), ""]
+    for res in results:
+        lines += [f"## Results: suite `{res['suite']}`", "", evaluate.markdown(res).strip(), ""]
+    lines += ["## Config", "", "```json", json.dumps(header["provenance"]["config"], indent=1), "```", ""]
+    (out_dir / f"{name}.md").write_text("\n".join(lines))
+    return shipped
+
+
+def _leaves(tree) -> list:
+    import jax  # pylint: disable=import-outside-toplevel
+    return jax.tree.leaves(tree)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("card")
+    c.add_argument("--name", required=True)
+    c.add_argument("--workdir", required=True)
+    c.add_argument("--recipe", required=True)
+    c.add_argument("--results", action="append", default=[])
+    c.add_argument("--notes", default=None)
+    w = sub.add_parser("width")
+    w.add_argument("--results", action="append", required=True)
+    w.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "card":
+            print(card(args.name, args.workdir, args.recipe, args.results, args.notes))
+        else:
+            width_figure(_results(args.results), pathlib.Path(args.out))
+    except (ValueError, lopt.LoptFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""μLO on a μP mixture of MLPs, convnets and byte-level LMs: the `mulo_mup` pretrained file.
+
+The μLO_M recipe (mulo-velo.md §1.3) scaled to 2 CPU cores. The paper meta-trains small_fc_lopt
+on ImageNet-32 MLPs of widths {128, 512, 1024} with PES (truncation 50, 8 antithetic pairs,
+σ = 0.01), horizons log-uniform over [100, 1000] and the mean training loss as meta-objective,
+with AdamW warmed up to 3e-3 and cosine-decayed, clipped at global norm 1. Here the family mixes
+Fashion-MNIST MLPs at 8×8 and 16×16 of widths {16, 32, 64} and depths {1, 2, 3} (weight 3),
+small convnets at 8×8 (weight 1) and byte-level transformer LMs on the standard library's
+source (weight 1), all μP; horizons are log-uniform over [100, 500].
+
+Command:  python meta_train.py --config configs/mulo_mup.py --workdir runs/mulo_mup
+Cost on 2 CPU cores: see lopt/pretrained/mulo_mup.md (compute spent, measured); it resumes
+from its workdir if stopped.
+Expected: the held-out meta-loss (`eval/heldout_meta_loss`) falls from about 1.4 at the
+initialization to about 0.3; results against tuned baselines are in lopt/pretrained/mulo_mup.md.
+`configs/mulo_sp.py` is the same recipe under the standard parametrization.
+"""
+
+import ml_collections
+
+from configs.base import base_config
+
+
+def family(parametrization: str) -> ml_collections.ConfigDict:
+    """The meta-training mixture; evaluation widths 8× and 16× the widest (64) are 512 and 1024."""
+    members = dict(
+        mlp=dict(datasets=("fashion_mnist",), resolutions=(8, 16), widths=(16, 32, 64), depths=(1, 2, 3),
+                 activations=("relu",), batch_sizes=(128,), parametrization=parametrization, weight=3.0),
+        conv=dict(datasets=("fashion_mnist",), resolutions=(8,), channels=(8, 16), depths=(2,),
+                  activations=("relu",), batch_sizes=(64,), parametrization=parametrization, weight=1.0),
+        lm=dict(widths=(32,), depths=(1,), contexts=(32,), batch_sizes=(8,), parametrization=parametrization,
+                weight=1.0),
+    )
+    return ml_collections.ConfigDict(dict(name="mixture", members=members))
+
+
+def get_config(parametrization: str = "mup"):
+    c = base_config()
+    c.num_steps = 800
+    c.family = family(parametrization)
+    c.lopt.update(name="mulo", hidden_size=32)
+    c.estimator.update(name="pes", num_tasks=8, sigma=0.01, trunc_length=50, min_horizon=100, max_horizon=500,
+                       objective="mean", split="train")
+    c.groups.update(num=2, resample_every=100)
+    c.outer.update(peak_lr=3e-3, end_lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip=1.0)
+    c.eval.update(every=200, num_tasks=3, num_steps=500, curve_every=50, adam_lr=3e-3)
+    c.log.update(every=10, histograms_every=200)
+    c.probe.update(every=200, repeats=8)
+    c.checkpoint.update(every=25, keep=3)
+    return c

@@ -1,0 +1,83 @@
+"""benchmarks.report: compute spent from TensorBoard events, the shipped file and its model card,
+and the width figure from real (short) evaluations."""
+
+import json
+import time
+
+import jax
+import numpy as np
+import pytest
+from tensorboardX import SummaryWriter
+
+import lopt
+from benchmarks import evaluate as ev
+from benchmarks import report
+from benchmarks.suites import SuiteTask
+
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A meta-training workdir: events logged every 10 steps, 4 s apart, with one 1-hour pause
+    (a stop and a resume) after step 50, and an exported μLO file."""
+    wd = tmp_path_factory.mktemp("run")
+    w = SummaryWriter(str(wd))  # its first event is stamped now
+    t0 = time.time()
+    for i, step in enumerate(range(10, 110, 10)):
+        t = t0 + 20 + 4 * i + (3600 if step > 50 else 0)
+        w.add_scalar("meta/loss", 1.0 / step, step, walltime=t)
+    for step in (0, 100):
+        w.add_scalar("eval/heldout_meta_loss", 1.0 - step / 200, step, walltime=t0 + 5)
+    w.close()
+    arch = lopt.MuLO(hidden_size=4)
+    lopt.save(wd / "lopt.safetensors", arch, arch.init(jax.random.key(3)), {"config": {"seed": 0}})
+    return wd
+
+
+def test_compute_spent_leaves_out_the_pause(workdir):
+    got = report.compute_spent(workdir)
+    # 20 s before the first log, then 8 gaps of 4 s; the 1-hour pause is a resume, not compute
+    assert got == {"meta_steps": 100, "wall_clock_s": pytest.approx(20 + 8 * 4, abs=1.0), "resumes": 1}
+
+
+def test_scalars_sorted_and_missing_tag(workdir):
+    steps, values, _ = report.scalars(workdir, "meta/loss")
+    assert steps.tolist() == list(range(10, 110, 10)) and np.allclose(values, 1.0 / steps)
+    with pytest.raises(ValueError, match="no scalar 'nope'"):
+        report.scalars(workdir, "nope")
+
+
+@pytest.fixture(scope="module")
+def width_results(tmp_path_factory):
+    arch = lopt.MuLO(hidden_size=4)
+    path = lopt.save(tmp_path_factory.mktemp("lo") / "tiny.safetensors", arch, arch.init(jax.random.key(0)))
+    suite = [SuiteTask(f"w{w}", "mlp", dict(dataset="digits", width=w, depth=1), 10, 5) for w in (8, 16)]
+    out = tmp_path_factory.mktemp("width")
+    ev.evaluate(str(path), suite, 1, out, metric="train", baselines=())
+    return out
+
+
+def test_card_ships_the_same_theta_with_provenance_and_a_card(workdir, width_results, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("Hand-written findings.")
+    shipped = report.card("tiny_lo", str(workdir), "configs/tiny.py", [str(width_results)], str(notes),
+                          out_dir=tmp_path / "pretrained")
+    arch, theta, header = lopt.load_theta(shipped)
+    arch0, theta0, header0 = lopt.load_theta(workdir / "lopt.safetensors")
+    assert arch == arch0 and header["sha256"] == header0["sha256"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta0)))
+    prov = header["provenance"]
+    assert prov["recipe"] == "configs/tiny.py" and prov["compute"]["meta_steps"] == 100
+    md = (tmp_path / "pretrained" / "tiny_lo.md").read_text()
+    assert md.startswith("# `tiny_lo`") and 'lopt.load("tiny_lo"' in md and "Hand-written findings." in md
+    assert "| w8 |" in md and "| w16 |" in md and "100 meta-steps" in md
+    assert (tmp_path / "pretrained" / "tiny_lo_curve.png").stat().st_size > 0
+
+
+def test_width_figure_and_errors(width_results, tmp_path, capsys):
+    png = tmp_path / "w.png"
+    assert report.main(["width", "--results", str(width_results), "--out", str(png)]) == 0
+    assert png.stat().st_size > 0
+    assert json.loads((width_results / "results.json").read_text())["baselines"] == []
+    assert report.main(["width", "--results", str(tmp_path / "none"), "--out", str(png)]) == 2
+    assert "no results.json" in capsys.readouterr().err
