@@ -29,3 +29,21 @@ def fashion_mnist_dir():
         if os.environ.get("CI"):
             raise
         pytest.skip(str(e))
+
+
+# Cases of cheap tests that are expensive only for one parameter (mostly VeLO's compile times);
+# CI skips them like any `slow` test. Their cheaper siblings keep running in CI.
+SLOW_CASES = {
+    "tests/test_lopt_contract.py::test_traced_theta_under_jit_grad_and_vmap[velo]",
+    "tests/test_lopt_contract.py::test_meta_gradient_is_finite_when_some_gradients_are_exactly_zero[velo]",
+    "tests/test_lopt_io.py::test_load_returns_a_working_optax_optimizer[velo]",
+    "tests/test_train.py::test_adam_learns_fashion_mnist[conv-16]",
+    "tests/test_estimators_lo.py::test_estimate_returns_a_state_with_the_avals_of_init",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    del config
+    for item in items:
+        if item.nodeid in SLOW_CASES:
+            item.add_marker(pytest.mark.slow)
