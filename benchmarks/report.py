@@ -47,13 +47,14 @@ def scalars(workdir: str | pathlib.Path, tag: str) -> tuple[np.ndarray, np.ndarr
 
 def compute_spent(workdir: str | pathlib.Path) -> dict:
     """Meta-steps, wall-clock seconds from the first event on (pauses over RESUME_GAP_S between two
-    logged steps left out) and the number of such pauses (resumes)."""
+    logged steps left out) and resumes (events files beyond the first: one per start)."""
     steps, _, wall = scalars(workdir, "meta/loss")
     acc = EventAccumulator(str(workdir), size_guidance={"scalars": 1})
     acc.Reload()
     gaps = np.diff(wall)
     running = gaps[gaps <= RESUME_GAP_S].sum() + max(0.0, wall[0] - acc.FirstEventTimestamp())
-    return {"meta_steps": int(steps[-1]), "wall_clock_s": float(running), "resumes": int((gaps > RESUME_GAP_S).sum())}
+    runs = len(list(pathlib.Path(workdir).glob("events.out.tfevents.*")))  # one per start or resume
+    return {"meta_steps": int(steps[-1]), "wall_clock_s": float(running), "resumes": max(0, runs - 1)}
 
 
 def curve_figure(workdir: str | pathlib.Path, path: pathlib.Path, title: str) -> None:

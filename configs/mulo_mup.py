@@ -36,15 +36,15 @@ def family(parametrization: str) -> ml_collections.ConfigDict:
 
 def get_config(parametrization: str = "mup"):
     c = base_config()
-    c.num_steps = 800
+    c.num_steps = 500
     c.family = family(parametrization)
     c.lopt.update(name="mulo", hidden_size=32)
     c.estimator.update(name="pes", num_tasks=8, sigma=0.01, trunc_length=50, min_horizon=100, max_horizon=500,
                        objective="mean", split="train")
     c.groups.update(num=2, resample_every=100)
     c.outer.update(peak_lr=3e-3, end_lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip=1.0)
-    c.eval.update(every=200, num_tasks=3, num_steps=500, curve_every=50, adam_lr=3e-3)
-    c.log.update(every=10, histograms_every=200)
-    c.probe.update(every=200, repeats=8)
+    c.eval.update(every=250, num_tasks=3, num_steps=500, curve_every=50, adam_lr=3e-3)
+    c.log.update(every=10, histograms_every=250)
+    c.probe.update(every=250, repeats=8)
     c.checkpoint.update(every=25, keep=3)
     return c

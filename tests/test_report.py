@@ -18,17 +18,20 @@ from benchmarks.suites import SuiteTask
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A meta-training workdir: events logged every 10 steps, 4 s apart, with one 1-hour pause
-    (a stop and a resume) after step 50, and an exported μLO file."""
+    """A meta-training workdir: events logged every 10 steps, 4 s apart, stopped after step 50 and
+    resumed an hour later into a second events file, and an exported μLO file."""
     wd = tmp_path_factory.mktemp("run")
-    w = SummaryWriter(str(wd))  # its first event is stamped now
     t0 = time.time()
-    for i, step in enumerate(range(10, 110, 10)):
-        t = t0 + 20 + 4 * i + (3600 if step > 50 else 0)
-        w.add_scalar("meta/loss", 1.0 / step, step, walltime=t)
-    for step in (0, 100):
-        w.add_scalar("eval/heldout_meta_loss", 1.0 - step / 200, step, walltime=t0 + 5)
-    w.close()
+    first = SummaryWriter(str(wd), filename_suffix=".a")  # its first event is stamped now
+    for i, step in enumerate(range(10, 60, 10)):
+        first.add_scalar("meta/loss", 1.0 / step, step, walltime=t0 + 20 + 4 * i)
+    first.add_scalar("eval/heldout_meta_loss", 1.0, 0, walltime=t0 + 5)
+    first.close()
+    second = SummaryWriter(str(wd), filename_suffix=".b")  # the resumed run's file
+    for i, step in enumerate(range(60, 110, 10)):
+        second.add_scalar("meta/loss", 1.0 / step, step, walltime=t0 + 3600 + 20 + 4 * (5 + i))
+    second.add_scalar("eval/heldout_meta_loss", 0.5, 100, walltime=t0 + 3700)
+    second.close()
     arch = lopt.MuLO(hidden_size=4)
     lopt.save(wd / "lopt.safetensors", arch, arch.init(jax.random.key(3)), {"config": {"seed": 0}})
     return wd

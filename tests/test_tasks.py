@@ -176,3 +176,17 @@ def test_unknown_names_list_valid_ones():
         inner_tasks.get_task("resnet")
     with pytest.raises(ValueError, match=r"unknown family 'vit'; valid: \[.*'mlp'"):
         inner_tasks.get_family("vit")
+
+
+def test_initial_validation_loss_is_finite_when_fused_with_init(fashion_mnist_dir):
+    """Regression: with `take_along_axis` cross-entropy, XLA:CPU returned NaN for this program
+    (init and a vmapped validation loss in one jit); the zero μP readout makes the loss ln(10)."""
+    del fashion_mnist_dir
+    task = inner_tasks.get_task("mlp", dataset="fashion_mnist", resolution=8, width=256, depth=2)
+
+    def initial_valid(key):
+        k_init, k_valid = jax.random.split(key)
+        return inner_tasks.valid_loss(task, task.init(k_init), k_valid)
+
+    got = jax.jit(jax.vmap(initial_valid))(jax.random.split(jax.random.key(1), 3))
+    np.testing.assert_allclose(got, np.log(10.0), rtol=1e-6)
