@@ -132,7 +132,8 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
         f"`{recipe}`, trained with `python meta_train.py --config {recipe} --workdir {workdir}` "
         f"(config below, as stored in the file's provenance).", "",
         "## Compute spent", "",
-        f"{compute['meta_steps']} meta-steps in {hours:.2f} h of wall-clock ({compute['resumes']} resumes), on a "
+        f"{compute['meta_steps']} meta-steps in {hours:.2f} h of wall-clock ({compute['resumes']} "
+        f"resume{'' if compute['resumes'] == 1 else 's'}), on a "
         "2-core CPU machine shared with one other meta-training run.", "",
         "## Meta-training curve", "", f"![meta-training curve]({name}_curve.png)", "",
     ]
