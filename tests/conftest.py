@@ -37,6 +37,8 @@ SLOW_CASES = {
     "tests/test_lopt_contract.py::test_traced_theta_under_jit_grad_and_vmap[velo]",
     "tests/test_lopt_contract.py::test_meta_gradient_is_finite_when_some_gradients_are_exactly_zero[velo]",
     "tests/test_lopt_io.py::test_load_returns_a_working_optax_optimizer[velo]",
+    "tests/test_lopt_contract.py::test_works_on_a_real_flax_model[velo]",
+    "tests/test_lopt_contract.py::test_updates_are_finite_with_matching_shapes_and_dtypes[velo-float32]",
     "tests/test_train.py::test_adam_learns_fashion_mnist[conv-16]",
     "tests/test_estimators_lo.py::test_estimate_returns_a_state_with_the_avals_of_init",
 }
