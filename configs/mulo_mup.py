@@ -9,11 +9,14 @@ small convnets at 8×8 (weight 1) and byte-level transformer LMs on the standard
 source (weight 1), all μP; horizons are log-uniform over [100, 500].
 
 Command:  python meta_train.py --config configs/mulo_mup.py --workdir runs/mulo_mup
-Cost on 2 CPU cores: see lopt/pretrained/mulo_mup.md (compute spent, measured); it resumes
-from its workdir if stopped.
-Expected: the held-out meta-loss (`eval/heldout_meta_loss`) falls from about 1.4 at the
-initialization to about 0.3; results against tuned baselines are in lopt/pretrained/mulo_mup.md.
-`configs/mulo_sp.py` is the same recipe under the standard parametrization.
+Cost on 2 CPU cores: 500 meta-steps in 0.84 h of wall-clock, measured side by side with
+configs/mulo_sp.py on the same 2 cores (3–10 s per step, depending on which task shapes the
+groups hold; LM groups are the dearest); it resumes from its workdir if stopped.
+Expected (measured, seed 0): the held-out meta-loss (`eval/heldout_meta_loss`) falls from 6.9 at
+the initialization to 0.39 at step 250 and 0.38 at step 500; the export beats per-task-tuned
+Adam's final training loss on 7 of the 10 tasks of `python -m benchmarks.evaluate --suite
+heldout` (lopt/pretrained/mulo_mup.md). `configs/mulo_sp.py` is the same recipe under the
+standard parametrization.
 """
 
 import ml_collections

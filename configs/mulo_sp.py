@@ -6,9 +6,11 @@ multipliers: the μLO paper's comparison point, whose updates are expected to go
 grows beyond the meta-training widths.
 
 Command:  python meta_train.py --config configs/mulo_sp.py --workdir runs/mulo_sp
-Cost on 2 CPU cores: see lopt/pretrained/mulo_sp.md (compute spent, measured).
-Expected: at meta-training widths it matches mulo_mup; see the width sweep in
-benchmarks/RESULTS.md for what happens at 8× and 16× width.
+Cost on 2 CPU cores: 500 meta-steps in 0.84 h, measured side by side with configs/mulo_mup.py.
+Expected (measured, seed 0): held-out meta-loss 10609 at the initialization (the untrained
+optimizer blows up standard-parametrized models), 0.35 at step 250 and 0.34 at step 500; on
+depth-2 MLPs its final training loss rises from 0.48 at width 64 to 1.71 at width 1024, against
+0.45 to 0.41 for mulo_mup (benchmarks/RESULTS.md, width sweep).
 """
 
 from configs import mulo_mup
