@@ -20,6 +20,7 @@ import pathlib
 import sys
 from typing import Sequence
 
+import jax
 import matplotlib
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -127,7 +128,7 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
         "```python", "import lopt", f'opt = lopt.load("{name}", num_steps=N)  # + roles=, fan_in= on a μP model',
         "```", "",
         f"Architecture `{arch.name}` {json.dumps(header['arch_config'])}; "
-        f"{sum(np.size(x) for x in _leaves(theta))} meta-parameters; tensor sha256 `{header['sha256'][:16]}…`.", "",
+        f"{sum(np.size(x) for x in jax.tree.leaves(theta))} meta-parameters; tensor sha256 `{header['sha256'][:16]}…`.", "",
         "## Recipe", "",
         f"`{recipe}`, trained with `python meta_train.py --config {recipe} --workdir {workdir}` "
         f"(config below, as stored in the file's provenance).", "",
@@ -144,11 +145,6 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
     lines += ["## Config", "", "```json", json.dumps(header["provenance"]["config"], indent=1), "```", ""]
     (out_dir / f"{name}.md").write_text("\n".join(lines))
     return shipped
-
-
-def _leaves(tree) -> list:
-    import jax  # pylint: disable=import-outside-toplevel
-    return jax.tree.leaves(tree)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
