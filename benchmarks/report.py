@@ -35,38 +35,49 @@ PRETRAINED = pathlib.Path(__file__).resolve().parents[1] / "lopt" / "pretrained"
 RESUME_GAP_S = 300.0  # a longer pause between two logged steps is a stop and a resume, not compute
 
 
-def scalars(workdir: str | pathlib.Path, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, values, wall times) of one TensorBoard scalar, sorted by step, last write per step."""
+Events = str | pathlib.Path | EventAccumulator
+
+
+def load_events(workdir: Events) -> EventAccumulator:
+    """A run's TensorBoard events, read once (every scalar kept); an accumulator passes through."""
+    if isinstance(workdir, EventAccumulator):
+        return workdir
     acc = EventAccumulator(str(workdir), size_guidance={"scalars": 0})
     acc.Reload()
+    return acc
+
+
+def scalars(events: Events, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, values, wall times) of one TensorBoard scalar, sorted by step, last write per step."""
+    acc = load_events(events)
     if tag not in acc.Tags()["scalars"]:
-        raise ValueError(f"{workdir}: no scalar {tag!r} in its TensorBoard events")
+        raise ValueError(f"{acc.path}: no scalar {tag!r} in its TensorBoard events")
     by_step = {e.step: e for e in acc.Scalars(tag)}
-    events = [by_step[s] for s in sorted(by_step)]
-    return tuple(np.asarray([getattr(e, f) for e in events]) for f in ("step", "value", "wall_time"))
+    ordered = [by_step[s] for s in sorted(by_step)]
+    return tuple(np.asarray([getattr(e, f) for e in ordered]) for f in ("step", "value", "wall_time"))
 
 
-def compute_spent(workdir: str | pathlib.Path) -> dict:
+def compute_spent(events: Events) -> dict:
     """Meta-steps, wall-clock seconds from the first event on (pauses over RESUME_GAP_S between two
     logged steps left out) and resumes (events files beyond the first: one per start)."""
-    steps, _, wall = scalars(workdir, "meta/loss")
-    acc = EventAccumulator(str(workdir), size_guidance={"scalars": 1})
-    acc.Reload()
+    acc = load_events(events)
+    steps, _, wall = scalars(acc, "meta/loss")
     gaps = np.diff(wall)
     running = gaps[gaps <= RESUME_GAP_S].sum() + max(0.0, wall[0] - acc.FirstEventTimestamp())
-    runs = len(list(pathlib.Path(workdir).glob("events.out.tfevents.*")))  # one per start or resume
+    runs = len(list(pathlib.Path(acc.path).glob("events.out.tfevents.*")))  # one per start or resume
     return {"meta_steps": int(steps[-1]), "wall_clock_s": float(running), "resumes": max(0, runs - 1)}
 
 
-def curve_figure(workdir: str | pathlib.Path, path: pathlib.Path, title: str) -> None:
+def curve_figure(events: Events, path: pathlib.Path, title: str) -> None:
     """Meta-loss (raw and smoothed) and held-out meta-loss against the meta-step."""
+    acc = load_events(events)
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps, loss, _ = scalars(workdir, "meta/loss")
+    steps, loss, _ = scalars(acc, "meta/loss")
     ax.plot(steps, loss, color="C0", alpha=0.3, label="meta-loss (training groups)")
     k = max(1, len(loss) // 20)
     ax.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, "valid"), color="C0", label=f"smoothed ({k} logs)")
     try:
-        s, v, _ = scalars(workdir, "eval/heldout_meta_loss")
+        s, v, _ = scalars(acc, "eval/heldout_meta_loss")
         ax.plot(s, v, "o-", color="C1", label="held-out meta-loss")
     except ValueError:
         pass
@@ -116,11 +127,12 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
     """Ships WORKDIR's export as NAME.safetensors with its model card NAME.md and NAME_curve.png."""
     src = pathlib.Path(workdir) / "lopt.safetensors"
     arch, theta, header = lopt.load_theta(src)
-    compute = compute_spent(workdir)
+    events = load_events(workdir)
+    compute = compute_spent(events)
     prov = dict(header["provenance"], recipe=recipe, compute=compute, model_card=f"{name}.md")
     out_dir.mkdir(parents=True, exist_ok=True)
     shipped = lopt.save(out_dir / f"{name}.safetensors", arch, theta, prov)
-    curve_figure(workdir, out_dir / f"{name}_curve.png", f"{name}: meta-training")
+    curve_figure(events, out_dir / f"{name}_curve.png", f"{name}: meta-training")
     results = _results(results_dirs)
     hours = compute["wall_clock_s"] / 3600
     lines = [

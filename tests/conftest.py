@@ -31,7 +31,7 @@ def fashion_mnist_dir():
         pytest.skip(str(e))
 
 
-# Cases of cheap tests that are expensive only for one parameter (mostly VeLO's compile times);
+# Single parameter cases of cheap tests that are expensive only there (mostly VeLO's compile times);
 # CI skips them like any `slow` test. Their cheaper siblings keep running in CI.
 SLOW_CASES = {
     "tests/test_lopt_contract.py::test_traced_theta_under_jit_grad_and_vmap[velo]",
@@ -40,7 +40,6 @@ SLOW_CASES = {
     "tests/test_lopt_contract.py::test_works_on_a_real_flax_model[velo]",
     "tests/test_lopt_contract.py::test_updates_are_finite_with_matching_shapes_and_dtypes[velo-float32]",
     "tests/test_train.py::test_adam_learns_fashion_mnist[conv-16]",
-    "tests/test_estimators_lo.py::test_estimate_returns_a_state_with_the_avals_of_init",
 }
 
 

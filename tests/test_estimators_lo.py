@@ -201,6 +201,7 @@ def test_every_estimator_meta_trains_learnable_adam_to_a_better_learning_rate(na
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_estimate_returns_a_state_with_the_avals_of_init():
     """A state whose dtypes or weak types drift between init and estimate recompiles the step."""
     task = inner_tasks.get_task("mlp", dataset="digits", width=8, depth=1, batch_size=16)
