@@ -30,13 +30,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 
+class _Discard:
+    """Takes any SummaryWriter call and does nothing (the writers of non-primary hosts)."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
 class Writer:
     """A tensorboardX SummaryWriter with the few calls meta-training needs.
 
-    `purge_step` (on resume) drops events a previous process wrote at or after that step."""
+    `purge_step` (on resume) drops events a previous process wrote at or after that step;
+    `enabled=False` writes nothing (every host but the first of a multi-host run)."""
 
-    def __init__(self, logdir: str, purge_step: int | None = None):
-        self._w = tensorboardX.SummaryWriter(logdir, purge_step=purge_step)
+    def __init__(self, logdir: str, purge_step: int | None = None, enabled: bool = True):
+        self._w = tensorboardX.SummaryWriter(logdir, purge_step=purge_step) if enabled else _Discard()
 
     def scalars(self, step: int, metrics: Mapping[str, Any]) -> None:
         for k, v in jax.device_get(dict(metrics)).items():

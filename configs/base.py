@@ -11,6 +11,8 @@ Sections (see meta_train.py for how each becomes a typed value):
   outer      AdamW with linear warmup and cosine decay, global-norm clipping
   eval       held-out tasks trained with the current learned optimizer and with Adam
   log, probe, checkpoint   TensorBoard cadence, variance probe, checkpoint cadence and keep-N
+  mesh       devices the particle axis is sharded over: 0 = every device JAX sees (the largest
+             count dividing the particles), N = exactly N; may change when a run resumes
 """
 
 import ml_collections
@@ -44,4 +46,5 @@ def base_config() -> ml_collections.ConfigDict:
     c.log = ml_collections.ConfigDict(dict(every=10, histograms_every=50))
     c.probe = ml_collections.ConfigDict(dict(every=100, repeats=8))
     c.checkpoint = ml_collections.ConfigDict(dict(every=50, keep=3))
+    c.mesh = ml_collections.ConfigDict(dict(particles=0))
     return c

@@ -30,7 +30,7 @@ ESTIMATOR_SETTINGS = {
 }
 TRUNCATED = ("pes", "es_single", "tbptt", "bmg")
 # Config paths that may change when a run is resumed (cadences, length, evaluation).
-RESUMABLE_CHANGES = ("num_steps", "eval", "log", "probe", "checkpoint")
+RESUMABLE_CHANGES = ("num_steps", "eval", "log", "probe", "checkpoint", "mesh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Setup:
     eval_adam_lr: float
     checkpoint_every: int
     keep: int
+    mesh_size: int  # devices along the particle axis
 
     def inner_steps_per_meta_step(self, ests: list) -> int:
         """Inner steps (all members of all particles) behind one meta-step."""
@@ -125,6 +126,20 @@ def _nonnegative_int(**values) -> None:
             raise ValueError(f"config.{name} must be an integer >= 0 (0 turns it off), got {v!r}")
 
 
+def _mesh_size(c: ml_collections.ConfigDict, est) -> int:
+    """Devices along the particle axis; a multi-host run spans every device of every host."""
+    _nonnegative_int(**{"mesh.particles": c.particles})
+    n, devices = estimators.sharding.num_particles(est), jax.device_count()
+    try:
+        size = estimators.sharding.particles_per_mesh(est, devices, c.particles)
+    except ValueError as e:
+        raise ValueError(f"config.{e}") from None
+    if jax.process_count() > 1 and size != devices:
+        raise ValueError(f"config.mesh.particles: a run over {jax.process_count()} hosts shards the particles over all "
+                         f"{devices} devices, so the estimator's {n} particles must be a multiple of {devices}")
+    return size
+
+
 def _estimator_factory(c: ml_collections.ConfigDict, arch) -> Callable[[inner_tasks.Task], Any]:
     if c.name not in ESTIMATOR_SETTINGS:
         raise ValueError(f"unknown estimator {c.name!r}; valid: {sorted(ESTIMATOR_SETTINGS)}")
@@ -166,7 +181,8 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     eval_family = _family(c.eval.family, "eval.family") if len(c.eval.family) else family
     arch = _arch(c.lopt)
     make_estimator = _estimator_factory(c.estimator, arch)
-    make_estimator(family.task(family.sample(jax.random.key(c.seed))))  # the estimator's own checks
+    est = make_estimator(family.task(family.sample(jax.random.key(c.seed))))  # the estimator's own checks
+    mesh_size = _mesh_size(c.mesh, est)
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=c.outer.peak_lr, warmup_steps=c.outer.warmup_steps,
         decay_steps=c.num_steps, end_value=c.outer.end_lr,
@@ -182,6 +198,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         probe_every=c.probe.every, probe_repeats=c.probe.repeats, eval_every=c.eval.every,
         eval_tasks=c.eval.num_tasks, eval_steps=c.eval.num_steps, eval_curve_every=c.eval.curve_every,
         eval_adam_lr=c.eval.adam_lr, checkpoint_every=c.checkpoint.every, keep=c.checkpoint.keep,
+        mesh_size=mesh_size,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import jax
 
+from estimators import sharding
 from estimators.base import OBJECTIVES, Problem, Slots, Truncation
 from estimators.bmg import BMG
 from estimators.es_single import ESSingle
@@ -57,5 +58,5 @@ def compile_estimate(est) -> Callable:
 
 __all__ = [
     "BMG", "ESSingle", "ESTIMATORS", "FullES", "LOProblem", "OBJECTIVES", "PES", "Problem", "SHAPINGS",
-    "STRATEGIES", "Slots", "TBPTT", "Truncation", "compile_estimate", "get_estimator", "variance_probe",
+    "STRATEGIES", "Slots", "TBPTT", "sharding", "Truncation", "compile_estimate", "get_estimator", "variance_probe",
 ]

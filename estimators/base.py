@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from estimators.sharding import constrain
+
 PyTree = Any
 OBJECTIVES = ("mean", "final")
 
@@ -110,9 +112,11 @@ def perturbations(key: jax.Array, theta: PyTree, n: int, sigma: jax.Array) -> Py
     return jax.tree.unflatten(treedef, eps)
 
 
-def init_slots(problem: Problem, trunc: Truncation, theta: PyTree, key: jax.Array, n: int, members: int) -> Slots:
+def init_slots(problem: Problem, trunc: Truncation, theta: PyTree, key: jax.Array, n: int, members: int,
+               particle_axis: int = 0) -> Slots:
     """n slots on fresh tasks; unless lockstep, the first horizon is cut short at random so that
-    slots restart at different times and the population covers every phase of inner training."""
+    slots restart at different times and the population covers every phase of inner training.
+    Under a mesh, the slots (or, with `particle_axis=1`, the members) are sharded."""
     k_h, k_cut, k_init = jax.random.split(key, 3)
     horizon = trunc.sample_horizon(k_h, (n,))
     if not trunc.lockstep:
@@ -123,17 +127,26 @@ def init_slots(problem: Problem, trunc: Truncation, theta: PyTree, key: jax.Arra
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (members,) + jnp.shape(x)), s)
 
     inner = jax.vmap(one)(jax.random.split(k_init, n))
-    return Slots(inner=inner, step=jnp.zeros((n,), jnp.int32), horizon=horizon)
+    slots = Slots(inner=inner, step=jnp.zeros((n,), jnp.int32), horizon=horizon)
+    return constrain(slots) if particle_axis == 0 else slots.replace(inner=constrain(inner, particle_axis))
 
 
 def unroll(
-    problem: Problem, trunc: Truncation, thetas_before: PyTree, thetas_after: PyTree | None, slots: Slots, key: jax.Array
+    problem: Problem, trunc: Truncation, thetas_before: PyTree, thetas_after: PyTree | None, slots: Slots,
+    key: jax.Array, particle_axis: int = 0,
 ) -> tuple[Slots, Unrolled]:
     """All slots for one truncation, a `lax.scan` over steps of a step vmapped over slots and
     members. thetas_*: leaves (N, M, ...); `thetas_after` (None: the same) applies from a slot's
     first reset inside the truncation. Fresh problems are built only on steps where some slot
-    restarts (`lax.cond` at population level), so resets cost nothing on the other steps."""
+    restarts (`lax.cond` at population level), so resets cost nothing on the other steps.
+
+    Under a mesh (see `estimators.sharding`), the carry is pinned to the particle axis: the
+    slots (`particle_axis=0`) or the members (`particle_axis=1`, full-horizon ES)."""
     n = slots.step.shape[0]
+    pin = lambda tree: constrain(tree, particle_axis)
+    per_slot_pin = (lambda tree: tree) if particle_axis else constrain
+    thetas_before = pin(thetas_before)
+    thetas_after = None if thetas_after is None else pin(thetas_after)
     k_steps, k_final = jax.random.split(key)
     per_slot = lambda fn: jax.vmap(jax.vmap(fn, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
     init_all = jax.vmap(jax.vmap(problem.init, in_axes=(0, None)), in_axes=(0, 0))
@@ -143,6 +156,7 @@ def unroll(
 
     def body(carry, k):
         inner, step, horizon, after = carry
+        inner, (step, horizon, after) = pin(inner), per_slot_pin((step, horizon, after))
         k_reset, k_h, k_step = jax.random.split(k, 3)
         reset = step >= horizon
         after = after | reset
@@ -160,6 +174,7 @@ def unroll(
     carry = (slots.inner, slots.step, slots.horizon, jnp.zeros((n,), bool))
     keys = jax.random.split(k_steps, trunc.trunc_length)
     (inner, step, horizon, after), (loss_KxNxM, after_KxN, reset_KxN, bad_KxN) = jax.lax.scan(body, carry, keys)
+    inner = pin(inner)
     k = trunc.trunc_length
     if trunc.objective == "mean":
         w_after = after_KxN.astype(loss_KxNxM.dtype)[:, :, None]

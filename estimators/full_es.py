@@ -109,9 +109,10 @@ class FullES:
         """Mean objective of each member (leading axis P) over num_tasks full-horizon runs."""
         k_init, k_run = jax.random.split(key)
         one = jax.tree.map(lambda x: x[0], population)
-        slots = base.init_slots(self.problem, self.trunc, one, k_init, self.num_tasks, self.population_size)
+        slots = base.init_slots(self.problem, self.trunc, one, k_init, self.num_tasks, self.population_size,
+                                particle_axis=1)
         thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.num_tasks,) + x.shape), population)
-        _, out = base.unroll(self.problem, self.trunc, thetas, None, slots, k_run)
+        _, out = base.unroll(self.problem, self.trunc, thetas, None, slots, k_run, particle_axis=1)
         return jnp.mean(out.before_NxM + out.after_NxM, axis=0), out
 
     def estimate(self, theta: PyTree, state: FullESState, key: jax.Array):

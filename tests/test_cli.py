@@ -92,27 +92,36 @@ def test_bad_config_values_fail_clearly(tmp_path, path, value, match):
     assert not any(tmp_path.iterdir())
 
 
-def test_interrupted_run_resumes_bit_for_bit(uninterrupted, tmp_path):
+def test_interrupted_run_resumes_bit_for_bit(uninterrupted, tmp_path, same_trajectory):
     full_dir, full = uninterrupted
 
     def interrupt(step):
         if step == 3:
             os.kill(os.getpid(), signal.SIGINT)  # the real signal path: checkpoint, then return
 
-    first = meta_train.run(tiny.get_config(), str(tmp_path), on_step=interrupt)
-    assert first["step"] == 3 and 3 in checkpoints.steps(tmp_path) and "export" not in first
-    resumed = meta_train.run(tiny.get_config(), str(tmp_path))
+    first = meta_train.run(tiny.get_config(), str(tmp_path / "run"), on_step=interrupt)
+    assert first["step"] == 3 and 3 in checkpoints.steps(tmp_path / "run") and "export" not in first
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    resumed = meta_train.run(tiny.get_config(), str(tmp_path / "run"))
     assert resumed["step"] == 6
     assert _bitwise_equal(resumed["theta"], full["theta"])
     assert _bitwise_equal(resumed["opt_state"], full["opt_state"])
     # The newest checkpoint corrupted: the previous one is used, and the replay is still exact.
-    newest = tmp_path / "checkpoints" / f"ckpt_{6:08d}.safetensors"
+    newest = tmp_path / "run" / "checkpoints" / f"ckpt_{6:08d}.safetensors"
     assert newest.is_file()
     data = bytearray(newest.read_bytes())
     data[-5] ^= 0xFF
     newest.write_bytes(bytes(data))
-    replay = meta_train.run(tiny.get_config(), str(tmp_path))
+    replay = meta_train.run(tiny.get_config(), str(tmp_path / "run"))
     assert replay["step"] == 6 and _bitwise_equal(replay["theta"], full["theta"])
+    # Both runs sharded their 2 particles over 2 devices (the default mesh); the step-3 checkpoint
+    # written that way also resumes on one device, whose steps 4-6 match to float tolerance.
+    assert full["theta"]["mlp"]["w0"].sharding.num_devices == 2
+    c = tiny.get_config()
+    c.mesh.particles = 1
+    one = meta_train.run(c, str(tmp_path / "copy"))
+    assert one["step"] == 6 and one["theta"]["mlp"]["w0"].sharding.num_devices == 1
+    same_trajectory(one["theta"], full["theta"], lopt.MuLO(hidden_size=4).init(jax.random.split(jax.random.key(0), 4)[0]))
 
 
 def test_incompatible_workdir_is_refused(uninterrupted, tmp_path):
