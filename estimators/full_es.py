@@ -25,7 +25,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from evosax import algorithms
 from evosax.core import fitness_shaping
 from flax import struct
 
@@ -33,13 +32,15 @@ from estimators import base
 
 PyTree = Any
 
-# name -> (class, takes an optax optimizer, sets std through params.std_init)
+# name -> (class in evosax.algorithms, takes an optax optimizer, sets std through params.std_init).
+# Classes are looked up when used: importing evosax.algorithms runs JAX computations, which
+# would start the backend before a multi-host run can call jax.distributed.initialize.
 STRATEGIES = {
-    "open_es": (algorithms.Open_ES, True, False),
-    "pgpe": (algorithms.PGPE, True, True),
-    "snes": (algorithms.SNES, True, True),
-    "cma_es": (algorithms.CMA_ES, False, True),
-    "sep_cma_es": (algorithms.Sep_CMA_ES, False, True),
+    "open_es": ("Open_ES", True, False),
+    "pgpe": ("PGPE", True, True),
+    "snes": ("SNES", True, True),
+    "cma_es": ("CMA_ES", False, True),
+    "sep_cma_es": ("Sep_CMA_ES", False, True),
 }
 SHAPINGS = {
     "default": None,
@@ -86,7 +87,10 @@ class FullES:
                                lockstep=True, objective=self.objective, max_loss=self.max_loss)
 
     def _strategy(self, theta: PyTree):
-        cls, takes_opt, std_param = STRATEGIES[self.strategy]
+        from evosax import algorithms  # pylint: disable=import-outside-toplevel  (see STRATEGIES)
+
+        cls_name, takes_opt, std_param = STRATEGIES[self.strategy]
+        cls = getattr(algorithms, cls_name)
         kwargs = {}
         if takes_opt:
             kwargs["optimizer"] = optax.sgd(1.0)

@@ -136,3 +136,40 @@ def test_meta_steps_on_four_devices_match_one_and_the_checkpoint_resumes_on_two(
     assert resumed["step"] == 4
     init = lopt.MuLO(hidden_size=4).init(jax.random.split(jax.random.key(0), 4)[0])
     same_trajectory(resumed["theta"], single["theta"], init)
+
+
+def _free_port() -> int:
+    import socket  # pylint: disable=import-outside-toplevel
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_their_checkpoint_resumes_in_one(tmp_path, same_trajectory):
+    """The README's two-host command, run as two local processes of 2 CPU devices each."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    overrides = ["--config.num_steps=4", "--config.estimator.num_tasks=4", "--config.eval.every=100",
+                 "--config.eval.num_steps=10", "--config.eval.curve_every=10", "--config.log.histograms_every=0",
+                 "--config.probe.every=0"]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false")
+    port, workdir = _free_port(), tmp_path / "two"
+    procs = [subprocess.Popen(
+        [sys.executable, "meta_train.py", "--config=configs/tiny.py", f"--workdir={workdir}", *overrides,
+         f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][1][-3000:] + outs[1][1][-3000:]
+    assert "sharded over 4 of 4 device(s), 2 process(es)" in outs[0][1]
+    assert "export:" in outs[0][0] and "export:" not in outs[1][0]  # the first host writes
+    _, theta_two, _ = lopt.load_theta(workdir / meta_train.EXPORT_NAME)
+    one = meta_train.run(_config(4), str(tmp_path / "one"))
+    init = lopt.MuLO(hidden_size=4).init(jax.random.split(jax.random.key(0), 4)[0])
+    same_trajectory(theta_two, one["theta"], init)
+    c = _config(1)
+    c.num_steps = 5
+    assert meta_train.run(c, str(workdir))["step"] == 5  # written by 2 hosts, resumed by 1 device
