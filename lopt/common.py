@@ -62,6 +62,16 @@ def apply_mlp_tail(params: dict, h: jax.Array, start: int = 1, hidden_first: boo
     return h
 
 
+def dense_pairs(h: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """h @ w + b for a 2-D h, written as a dot into zero-interleaved columns summed in pairs.
+
+    The same numbers as `h @ w` (each sum adds an exact zero), but XLA:CPU then fuses the whole
+    MLP, this layer included, into one YNNPACK kernel whose root is the reduction: a plain dot
+    whose narrow result is sliced is emitted on its own, and so is every layer before it."""
+    w_pad = jnp.stack([w, jnp.zeros_like(w)], axis=-1).reshape(w.shape[0], -1)
+    return add_bias((h @ w_pad).reshape(h.shape[:-1] + w.shape[1:] + (2,)).sum(-1), b)
+
+
 def mup_mults(params: PyTree, roles: PyTree | None, fan_in: PyTree | None) -> PyTree | None:
     """Per-tensor multipliers for these params, or None without μP metadata."""
     if roles is None and fan_in is None:

@@ -175,6 +175,38 @@ def project_features(
     return h_e + h_r[..., :, None, :] + h_c[..., None, :, :]
 
 
+# Column order of `feature_matrix` (indices into FEATURE_NAMES): the 16 elementwise features,
+# then the row statistics (row, rsqrt_row) and the column statistics (col, rsqrt_col).
+MATRIX_ORDER = (*range(13), 25, 26, 27, 13, 14, 15, 19, 20, 21, 16, 17, 18, 22, 23, 24)
+
+
+def feature_matrix(p: jax.Array, g: jax.Array, acc: Accumulators) -> tuple[jax.Array, jax.Array]:
+    """(x, rms) for a tensor of rank >= 2: the 28 raw features as an (N, 28) matrix, features
+    last in `MATRIX_ORDER`, and each column's RMS over the tensor.
+
+    Built for XLA:CPU: each transposing concatenate has at most 8 operands, so it fuses into one
+    pass with the feature math (XLA fuses no larger concatenate), and x is 2-D, so the MLP that
+    reads it fuses into one YNNPACK kernel. The RMS of the elementwise features comes from one
+    reduction per block, not from x, so that x has a single reader."""
+    if p.ndim < 2:
+        raise ValueError(f"feature_matrix needs a tensor of rank >= 2, got shape {p.shape}")
+    p, g = p.astype(acc.v.dtype), g.astype(acc.v.dtype)
+    rsqrt_v = jax.lax.rsqrt(acc.v + EPS)
+    fac_rsqrt, _, _ = _factored_rsqrt(acc, p.ndim)
+    elem = [g[None], p[None], acc.mom, acc.v[None], acc.mom * rsqrt_v[None], rsqrt_v[None], g[None] * fac_rsqrt,
+            acc.mom * fac_rsqrt]
+    rows = jnp.concatenate([acc.row, jax.lax.rsqrt(acc.row + EPS)], axis=0)  # (6,) + S[:-1]
+    cols = jnp.concatenate([acc.col, jax.lax.rsqrt(acc.col + EPS)], axis=0)  # (6,) + S[:-2] + S[-1:]
+    stats = [jnp.broadcast_to(rows[..., None], (6,) + p.shape), jnp.broadcast_to(cols[..., None, :], (6,) + p.shape)]
+    axes = tuple(range(1, p.ndim + 1))
+    mean_sq = jnp.concatenate([jnp.mean(b * b, axis=axes) for b in elem])
+    rms = jnp.concatenate([jnp.sqrt(mean_sq + EPS), feature_rms(rows), feature_rms(cols)])
+    x = jnp.concatenate(
+        [jnp.moveaxis(jnp.concatenate(elem, 0), 0, -1), jnp.moveaxis(jnp.concatenate(stats, 0), 0, -1)], axis=-1
+    )
+    return x.reshape(-1, NUM_FEATURES), rms
+
+
 def feature_rms(feats_FxS: jax.Array) -> jax.Array:
     """Per-feature RMS over the tensor, shape (F,)."""
     axes = tuple(range(1, feats_FxS.ndim))

@@ -5,9 +5,11 @@ the step is λ1·d·exp(λ2·m), times 1/fan_in on hidden weights under μP. The
 second-moment and three Adafactor decays are meta-learned through μLO's reparametrization.
 
 Each feature's per-tensor RMS normalization is folded into the first layer's weights, and the time
-features (the same for every parameter) into its bias. The first layer projects the 12 Adafactor
-row and column statistics on their vectors and broadcasts the result
-(`features.project_features`), so the per-parameter work is 16 features wide.
+features (the same for every parameter) into its bias. Tensors of rank >= 2 run the MLP as plain
+2-D matmuls over an (N, 28) feature matrix (`features.feature_matrix`), which XLA:CPU fuses into
+one YNNPACK kernel; vectors, and MLPs narrow enough to run hidden-first, project the 12 Adafactor
+row and column statistics on their vectors and broadcast the result
+(`features.project_features`).
 
 >>> import jax, optax
 >>> arch = MuLO()
@@ -84,10 +86,23 @@ class MuLO:
     def direction_magnitude(self, mlp: dict, p, g, acc, time_11) -> tuple[jax.Array, jax.Array]:
         """MLP outputs (d, m) for one tensor; `acc` already includes g."""
         hf = common.is_hidden_first(self.hidden_size)
+        b0 = mlp["b0"] + time_11 @ mlp["w0"][NUM_FEATURES:]
+        if p.ndim >= 2 and not hf:
+            return self._matrix_direction_magnitude(mlp, p, g, acc, b0)
         h = features.project_features(p, g, acc, mlp["w0"][:NUM_FEATURES], hf)
-        h = common.add_bias(h, mlp["b0"] + time_11 @ mlp["w0"][NUM_FEATURES:], hf)
-        out = common.apply_mlp_tail(mlp, h, hidden_first=hf)
+        out = common.apply_mlp_tail(mlp, common.add_bias(h, b0, hf), hidden_first=hf)
         return (out[0], out[1]) if hf else (out[..., 0], out[..., 1])
+
+    @staticmethod
+    def _matrix_direction_magnitude(mlp: dict, p, g, acc, b0) -> tuple[jax.Array, jax.Array]:
+        """(d, m) for a tensor of rank >= 2 as one 2-D MLP over `features.feature_matrix`, each
+        feature's RMS folded into the first layer's weights (fused by XLA:CPU into one kernel)."""
+        x, rms = features.feature_matrix(p, g, acc)
+        w0 = mlp["w0"][jnp.asarray(features.MATRIX_ORDER)] / rms[:, None]
+        h = jax.nn.relu(common.add_bias(x @ w0, b0))
+        h = jax.nn.relu(common.add_bias(h @ mlp["w1"], mlp["b1"]))
+        out = common.dense_pairs(h, mlp["w2"], mlp["b2"]).reshape(p.shape + (2,))
+        return out[..., 0], out[..., 1]
 
     def outputs(self, theta: dict, updates: PyTree, state: MuLOState, params: PyTree) -> dict[str, jax.Array]:
         """The MLP's direction d and magnitude m for every parameter (flattened), as the next

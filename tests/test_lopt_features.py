@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import lopt
-from lopt import features
+from lopt import common, features
 
 jax.config.update("jax_enable_x64", False)
 SHAPES = [(), (5,), (4, 3), (3, 3, 2, 4)]
@@ -174,3 +174,20 @@ def test_project_features_equals_first_layer_on_normalized_features(shape, hidde
     want = np.tensordot(want, w, axes=(0, 0))
     assert got.shape == shape + (hidden,)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 3, 2, 4)])
+def test_feature_matrix_matches_numpy(shape):
+    p, g, ref, acc = _run_both(shape)
+    x, rms = jax.jit(features.feature_matrix)(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc)
+    want = ref.features(p, g)[list(features.MATRIX_ORDER)]
+    assert sorted(features.MATRIX_ORDER) == list(range(features.NUM_FEATURES))
+    np.testing.assert_allclose(x, want.reshape(len(want), -1).T, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(rms, np.sqrt((want**2).reshape(len(want), -1).mean(1) + 1e-8), rtol=2e-4)
+
+
+def test_dense_pairs_is_a_dense_layer():
+    rng = np.random.default_rng(0)
+    h, w, b = rng.normal(size=(7, 5)), rng.normal(size=(5, 2)), rng.normal(size=(2,))
+    got = common.dense_pairs(*(jnp.asarray(a, jnp.float32) for a in (h, w, b)))
+    np.testing.assert_allclose(got, h @ w + b, rtol=1e-5, atol=1e-6)
