@@ -14,7 +14,8 @@ Each row reports inner steps/s (both members of every pair, after compilation; m
 `repeats` chains of estimates inside one jitted `lax.scan` with the state donated; the cases of
 a sweep are timed in turn), parameter-steps/s (inner steps/s × inner parameters), XLA's peak
 memory per device for that program (arguments + temporaries + outputs − donated aliases, from its
-buffer assignment, so it is exact and the same on any machine), and the state memory per pair.
+buffer assignment, so it is exact and the same on any machine), the state memory per pair, and
+how much of the state XLA updates in place (donated buffers aliased to the outputs).
 On a CPU host the "devices" are `--xla_force_host_platform_device_count` slices of the same cores,
 which this module sets before JAX starts when it runs as a program.
 """
@@ -74,8 +75,10 @@ class Case:
             self.state = sharding.place(est, jax.jit(type(est).init)(self.est, self.theta, jax.random.key(1)), self.mesh)
             mem = chained.lower(self.est, self.theta, self.state, jax.random.key(2), self.chain).compile().memory_analysis()
         peak = mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+        state_bytes = nbytes(self.state) / devices  # per device
         self.row = {"pairs": pairs, "params": sum(a * b + b for a, b in zip(dims[:-1], dims[1:])), "devices": devices,
-                    "peak_mib": peak / 2**20, "state_kib_per_pair": nbytes(self.state) / pairs / 2**10}
+                    "peak_mib": peak / 2**20, "state_kib_per_pair": state_bytes * devices / pairs / 2**10,
+                    "donated": mem.alias_size_in_bytes / state_bytes}
         self.steps = 2 * pairs * est.trunc.trunc_length
         self.times: list[float] = []
         self.once()  # compile and warm up
@@ -97,7 +100,8 @@ def row(m: dict, base: dict | None) -> str:
     rel = f"{m['rate'] / base['rate']:.2f}" if base else "1.00"
     versus = f"{ref / 1e3:.1f}k ({m['rate'] / ref:.1f}×)" if ref else "—"
     return (f"| {m['pairs']} | {m['params']:,} | {m['devices']} | {m['rate'] / 1e3:.1f}k | {rel} | "
-            f"{m['rate'] * m['params'] / 1e6:.1f} | {versus} | {m['peak_mib']:.1f} | {m['state_kib_per_pair']:.1f} |")
+            f"{m['rate'] * m['params'] / 1e6:.1f} | {versus} | {m['peak_mib']:.1f} | {m['state_kib_per_pair']:.1f} | "
+            f"{m['donated']:.0%} |")
 
 
 def main() -> None:
@@ -110,8 +114,8 @@ def main() -> None:
     print(f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); PES, μLO hidden 4, "
           "truncation 20; steps/s vs the sweep's first row in 'rel'")
     print("| pairs | inner params | devices | inner steps/s | rel | M param-steps/s | learned_optimization "
-          "| peak MiB/device | state KiB/pair |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| peak MiB/device | state KiB/pair | state donated |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     sweeps = [[(p, SIZES[0], 1) for p in args.populations],
               [(8, SIZES[i], 1) for i in args.sizes],
               *[[(p, SIZES[0], d) for d in args.devices] for p in (32, 128) if p in args.populations]]

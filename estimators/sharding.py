@@ -36,9 +36,14 @@ PyTree = Any
 AXIS = "particles"
 
 
+def _population_based(est) -> bool:
+    """Full-horizon ES: its particles are the members of one search population, not slots."""
+    return hasattr(est, "population_size")
+
+
 def num_particles(est) -> int:
     """The length of the estimator's particle axis (what the mesh size must divide)."""
-    return est.population_size if hasattr(est, "population_size") else est.num_tasks
+    return est.population_size if _population_based(est) else est.num_tasks
 
 
 def particles_per_mesh(est, devices: int, requested: int = 0) -> int:
@@ -51,7 +56,7 @@ def particles_per_mesh(est, devices: int, requested: int = 0) -> int:
                              "or 0 for all of them")
         if n % requested:
             raise ValueError(f"mesh.particles={requested} must divide the {n} particles "
-                             f"(estimator.{'population_size' if hasattr(est, 'population_size') else 'num_tasks'})")
+                             f"(estimator.{'population_size' if _population_based(est) else 'num_tasks'})")
         return requested
     return max(d for d in range(1, min(devices, n) + 1) if n % d == 0)
 
@@ -84,7 +89,7 @@ def constrain(tree: PyTree, axis: int = 0) -> PyTree:
 def state_shardings(est, state: PyTree, mesh: Mesh) -> PyTree:
     """NamedShardings for an estimator state: truncated estimators shard axis 0 of every leaf
     (every leaf is per slot), full-horizon ES replicates its (search-distribution) state."""
-    split = not hasattr(est, "population_size") and mesh.shape[AXIS] > 1
+    split = not _population_based(est) and mesh.shape[AXIS] > 1
     spec = lambda x: P(AXIS) if split and np.ndim(x) >= 1 else P()
     return jax.tree.map(lambda x: NamedSharding(mesh, spec(x)), state)
 
