@@ -16,10 +16,9 @@ Without an active mesh, `constrain` does nothing and the estimators run as befor
 >>> problem = LOProblem(task=inner_tasks.get_task("quadratic", dim=4), arch=lopt.LearnableAdam())
 >>> est = PES(problem=problem, trunc=Truncation(trunc_length=5, min_horizon=10, max_horizon=50), num_tasks=4)
 >>> mesh = make_mesh(particles_per_mesh(est, jax.device_count()))
->>> with jax.set_mesh(mesh):
-...     theta = replicate(problem.arch.init(jax.random.key(0)), mesh)
+>>> theta = replicate(problem.arch.init(jax.random.key(0)), mesh)
+>>> with jax.set_mesh(mesh):  # then: grad, state, metrics = compile_estimate(est)(theta, state, key)
 ...     state = place(est, est.init(theta, jax.random.key(1)), mesh)
-...     grad, state, metrics = compile_estimate(est)(theta, state, jax.random.key(2))
 >>> len(state.slots.step.addressable_shards) == mesh.size  # each device holds its share of the slots
 True
 """
