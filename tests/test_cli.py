@@ -21,6 +21,9 @@ import meta_train
 from configs import tiny
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# One xdist worker runs this module (pyproject's `--dist loadgroup`): the module-scoped meta-training
+# run below is then made once, and the CLI subprocesses find its programs in the compilation cache.
+pytestmark = pytest.mark.xdist_group("cli")
 
 
 def _bitwise_equal(a, b) -> bool:
@@ -34,9 +37,10 @@ def uninterrupted(tmp_path_factory):
     return workdir, meta_train.run(tiny.get_config(), str(workdir))
 
 
-def test_cli_end_to_end_writes_tensorboard_events_and_exports(tmp_path):
-    cmd = [sys.executable, str(ROOT / "meta_train.py"), f"--config={ROOT / 'configs/tiny.py'}",
-           f"--workdir={tmp_path}", "--config.num_steps=3", "--config.eval.every=3"]
+def test_cli_end_to_end_writes_tensorboard_events_and_exports(uninterrupted, tmp_path):
+    # The same config as the in-process run, so the subprocess reuses its compiled programs
+    # through the persistent compilation cache (this module's tests share one xdist worker).
+    cmd = [sys.executable, str(ROOT / "meta_train.py"), f"--config={ROOT / 'configs/tiny.py'}", f"--workdir={tmp_path}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "export:" in proc.stdout and "meta-train" in proc.stderr  # summary, and the tqdm bar
@@ -46,8 +50,8 @@ def test_cli_end_to_end_writes_tensorboard_events_and_exports(tmp_path):
                 "perf/inner_steps_per_s", "probe/total_variance", "eval/heldout_meta_loss",
                 "eval/task0/lopt_valid", "eval/task0/adam_valid", "family/mlp/0/loss"):
         assert tag in tags["scalars"], (tag, tags["scalars"])
-    assert [e.step for e in acc.Scalars("meta/loss")] == [2, 3]
-    assert [e.step for e in acc.Scalars("eval/heldout_meta_loss")] == [0, 3]
+    assert [e.step for e in acc.Scalars("meta/loss")] == [2, 4, 6]
+    assert [e.step for e in acc.Scalars("eval/heldout_meta_loss")] == [0, 3, 6]
     assert all(np.isfinite(e.value) and e.value > 0 for e in acc.Scalars("perf/inner_steps_per_s"))
     assert {"lopt/direction", "lopt/magnitude", "lopt/update"} <= set(tags["histograms"])
     assert "eval/learning_curves" in tags["images"]
@@ -56,6 +60,8 @@ def test_cli_end_to_end_writes_tensorboard_events_and_exports(tmp_path):
     # The export loads as an optax optimizer; --export alone rewrites it from the newest checkpoint.
     path = tmp_path / meta_train.EXPORT_NAME
     assert lopt.load(path) is not None
+    # The CLI run is the in-process run: same seed, same programs, the same bits.
+    assert _bitwise_equal(lopt.load_theta(path)[1], uninterrupted[1]["theta"])
     path.unlink()
     proc = subprocess.run(cmd + ["--export"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0 and path.is_file(), proc.stderr[-2000:]
