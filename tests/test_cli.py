@@ -38,9 +38,10 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_cli_end_to_end_writes_tensorboard_events_and_exports(uninterrupted, tmp_path):
-    # The same config as the in-process run, so the subprocess reuses its compiled programs
-    # through the persistent compilation cache (this module's tests share one xdist worker).
-    cmd = [sys.executable, str(ROOT / "meta_train.py"), f"--config={ROOT / 'configs/tiny.py'}", f"--workdir={tmp_path}"]
+    # The in-process run's config, so that the subprocess finds its compiled programs in the cache;
+    # the override changes only the host-side logging cadence, whose last step (6) is off it.
+    cmd = [sys.executable, str(ROOT / "meta_train.py"), f"--config={ROOT / 'configs/tiny.py'}",
+           f"--workdir={tmp_path}", "--config.log.every=4"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "export:" in proc.stdout and "meta-train" in proc.stderr  # summary, and the tqdm bar
@@ -50,7 +51,7 @@ def test_cli_end_to_end_writes_tensorboard_events_and_exports(uninterrupted, tmp
                 "perf/inner_steps_per_s", "probe/total_variance", "eval/heldout_meta_loss",
                 "eval/task0/lopt_valid", "eval/task0/adam_valid", "family/mlp/0/loss"):
         assert tag in tags["scalars"], (tag, tags["scalars"])
-    assert [e.step for e in acc.Scalars("meta/loss")] == [2, 4, 6]
+    assert [e.step for e in acc.Scalars("meta/loss")] == [4, 6]
     assert [e.step for e in acc.Scalars("eval/heldout_meta_loss")] == [0, 3, 6]
     assert all(np.isfinite(e.value) and e.value > 0 for e in acc.Scalars("perf/inner_steps_per_s"))
     assert {"lopt/direction", "lopt/magnitude", "lopt/update"} <= set(tags["histograms"])
