@@ -38,8 +38,7 @@ import safetensors
 import safetensors.numpy
 from absl import logging
 
-from lopt.io import tensor_digest, write_atomic
-from lopt.mup import path_str
+from lopt.tensorfile import path_str, tensor_digest, write_atomic
 
 FORMAT = "lopt-checkpoint"
 FORMAT_VERSION = 1

@@ -1,74 +1,31 @@
 """From a config to typed values: every check runs here, before anything compiles.
 
-`build(config)` returns a `Setup` holding the task family, the learned-optimizer architecture, an
-estimator factory, the outer optimizer and the cadences; library code only ever sees these typed
-values. `fingerprint(config)` is what a resumed run must share with the checkpoint it resumes.
+`build(config)` returns an `outer.Setup` holding the task family, the learned-optimizer
+architecture, an estimator factory, the outer optimizer and the cadences; library code only ever
+sees these typed values. `fingerprint(config)` is what a resumed run must share with the
+checkpoint it resumes.
+
+>>> from configs import tiny
+>>> setup = build(tiny.get_config())
+>>> setup.num_steps, setup.arch.name
+(6, 'mulo')
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import ml_collections
-import optax
 
 import estimators
 import inner_tasks
 import lopt
+from outer import OuterOptimizer, Setup
 
-# Settings each estimator takes from the config's estimator section, besides problem and trunc.
-ESTIMATOR_SETTINGS = {
-    "pes": ("num_tasks", "sigma"),
-    "es_single": ("num_tasks", "sigma"),
-    "full_es": ("strategy", "fitness_shaping", "population_size", "horizon", "num_tasks", "sigma", "objective",
-                "max_loss"),
-    "tbptt": ("num_tasks",),
-    "bmg": ("num_tasks", "target_steps", "matching", "target_lr"),
-}
-TRUNCATED = ("pes", "es_single", "tbptt", "bmg")
 # Config paths that may change when a run is resumed (cadences, length, evaluation).
 RESUMABLE_CHANGES = ("num_steps", "eval", "log", "probe", "checkpoint", "mesh")
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-    config: ml_collections.ConfigDict
-    seed: int
-    num_steps: int
-    family: inner_tasks.TaskFamily
-    eval_family: inner_tasks.TaskFamily
-    arch: Any
-    make_estimator: Callable[[inner_tasks.Task], Any]
-    num_groups: int
-    resample_every: int
-    outer: optax.GradientTransformation
-    schedule: optax.Schedule
-    log_every: int
-    histograms_every: int
-    probe_every: int
-    probe_repeats: int
-    eval_every: int
-    eval_tasks: int
-    eval_steps: int
-    eval_curve_every: int
-    eval_adam_lr: float
-    checkpoint_every: int
-    keep: int
-    mesh_size: int  # devices along the particle axis
-
-    def inner_steps_per_meta_step(self, ests: list) -> int:
-        """Inner steps (all members of all particles) behind one meta-step."""
-        total = 0
-        for est in ests:
-            if isinstance(est, estimators.FullES):
-                total += est.population_size * est.num_tasks * est.horizon
-            else:
-                members = 2 if isinstance(est, (estimators.PES, estimators.ESSingle)) else 1
-                total += members * est.num_tasks * est.trunc.trunc_length
-        return total
 
 
 def _family(c: ml_collections.ConfigDict, what: str) -> inner_tasks.TaskFamily:
@@ -126,10 +83,10 @@ def _nonnegative_int(**values) -> None:
             raise ValueError(f"config.{name} must be an integer >= 0 (0 turns it off), got {v!r}")
 
 
-def _mesh_size(c: ml_collections.ConfigDict, est) -> int:
+def _mesh_size(c: ml_collections.ConfigDict, est: estimators.Estimator) -> int:
     """Devices along the particle axis; a multi-host run spans every device of every host."""
     _nonnegative_int(**{"mesh.particles": c.particles})
-    n, devices = estimators.sharding.num_particles(est), jax.device_count()
+    n, devices = est.num_particles, jax.device_count()
     try:
         size = estimators.sharding.particles_per_mesh(est, devices, c.particles)
     except ValueError as e:
@@ -140,21 +97,20 @@ def _mesh_size(c: ml_collections.ConfigDict, est) -> int:
     return size
 
 
-def _estimator_factory(c: ml_collections.ConfigDict, arch) -> Callable[[inner_tasks.Task], Any]:
-    if c.name not in ESTIMATOR_SETTINGS:
-        raise ValueError(f"unknown estimator {c.name!r}; valid: {sorted(ESTIMATOR_SETTINGS)}")
-    kwargs = {k: c[k] for k in ESTIMATOR_SETTINGS[c.name]}
-    horizon = c.horizon if c.name == "full_es" else c.max_horizon
-    if c.name in TRUNCATED:
+def _estimator_factory(c: ml_collections.ConfigDict, arch) -> Callable[[inner_tasks.Task], estimators.Estimator]:
+    if c.name not in estimators.ESTIMATORS:
+        raise ValueError(f"unknown estimator {c.name!r}; valid: {sorted(estimators.ESTIMATORS)}")
+    kwargs = {k: c[k] for k in estimators.settings(c.name)}
+    truncated = estimators.takes_truncation(c.name)
+    if truncated:
         kwargs["trunc"] = estimators.Truncation(
             trunc_length=c.trunc_length, min_horizon=c.min_horizon, max_horizon=c.max_horizon,
             lockstep=c.lockstep, objective=c.objective, max_loss=c.max_loss,
         )
+    horizon = c.max_horizon if truncated else c.horizon
 
-    def make(task: inner_tasks.Task):
-        mup = getattr(task.spec, "parametrization", "sp") == "mup"
-        problem = estimators.LOProblem(task=task, arch=arch, split=c.split, normalize=c.normalize, mup=mup,
-                                       num_steps=horizon)
+    def make(task: inner_tasks.Task) -> estimators.Estimator:
+        problem = estimators.LOProblem(task=task, arch=arch, split=c.split, normalize=c.normalize, num_steps=horizon)
         return estimators.get_estimator(c.name, problem=problem, **kwargs)
 
     return make
@@ -183,22 +139,15 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     make_estimator = _estimator_factory(c.estimator, arch)
     est = make_estimator(family.task(family.sample(jax.random.key(c.seed))))  # the estimator's own checks
     mesh_size = _mesh_size(c.mesh, est)
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=c.outer.peak_lr, warmup_steps=c.outer.warmup_steps,
-        decay_steps=c.num_steps, end_value=c.outer.end_lr,
-    )
-    outer = optax.apply_if_finite(optax.chain(
-        optax.clip_by_global_norm(c.outer.clip),
-        optax.adamw(schedule, b1=c.outer.b1, b2=c.outer.b2, weight_decay=c.outer.weight_decay),
-    ), max_consecutive_errors=5)
+    outer, schedule = OuterOptimizer(**c.outer.to_dict()).build(c.num_steps)
     return Setup(
-        config=c, seed=c.seed, num_steps=c.num_steps, family=family, eval_family=eval_family, arch=arch,
+        seed=c.seed, num_steps=c.num_steps, family=family, eval_family=eval_family, arch=arch,
         make_estimator=make_estimator, num_groups=c.groups.num, resample_every=c.groups.resample_every,
         outer=outer, schedule=schedule, log_every=c.log.every, histograms_every=c.log.histograms_every,
         probe_every=c.probe.every, probe_repeats=c.probe.repeats, eval_every=c.eval.every,
         eval_tasks=c.eval.num_tasks, eval_steps=c.eval.num_steps, eval_curve_every=c.eval.curve_every,
         eval_adam_lr=c.eval.adam_lr, checkpoint_every=c.checkpoint.every, keep=c.checkpoint.keep,
-        mesh_size=mesh_size,
+        mesh_size=mesh_size, fingerprint=fingerprint(c), config=c.to_dict(), config_json=c.to_json(),
     )
 
 

@@ -14,7 +14,7 @@ configs/mulo_sp.py on the same 2 cores (3–10 s per step, depending on which ta
 groups hold; LM groups are the dearest); it resumes from its workdir if stopped.
 Expected (measured, seed 0): the held-out meta-loss (`eval/heldout_meta_loss`) falls from 6.9 at
 the initialization to 0.39 at step 250 and 0.38 at step 500; the export beats per-task-tuned
-Adam's final training loss on 7 of the 10 tasks of `python -m benchmarks.evaluate --suite
+Adam's final training loss on 7 of the 10 tasks of `python -m evaluation.evaluate --suite
 heldout` (lopt/pretrained/mulo_mup.md). `configs/mulo_sp.py` is the same recipe under the
 standard parametrization.
 """

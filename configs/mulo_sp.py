@@ -10,7 +10,7 @@ Cost on 2 CPU cores: 500 meta-steps in 0.84 h, measured side by side with config
 Expected (measured, seed 0): held-out meta-loss 10609 at the initialization (the untrained
 optimizer blows up standard-parametrized models), 0.35 at step 250 and 0.34 at step 500; on
 depth-2 MLPs its final training loss rises from 0.48 at width 64 to 1.71 at width 1024, against
-0.45 to 0.41 for mulo_mup (benchmarks/RESULTS.md, width sweep).
+0.45 to 0.41 for mulo_mup (evaluation/RESULTS.md, width sweep).
 """
 
 from configs import mulo_mup

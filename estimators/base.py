@@ -1,6 +1,8 @@
-"""Shared machinery of the truncated estimators: particles, horizons and the antithetic unroll.
+"""The two interfaces of the package and the shared machinery of the truncated estimators.
 
-An estimator unrolls a `Problem`: any object with
+`Estimator` is what callers (the outer loop, `estimators.sharding`, config checks) rely on:
+`init`, `estimate`, the particle count and axis, the setting that sets the count, and the inner
+steps behind one estimate. `Problem` is what an estimator unrolls: any object with
 
     init(theta, key) -> S               a fresh inner problem (new task instance, params, optimizer state)
     step(theta, s, key) -> (S, loss)    one inner update and the meta-objective term of that step
@@ -10,14 +12,16 @@ where S is any pytree. A population holds `num_tasks` slots; each slot runs `M` 
 share the task, the data and every key and differ only in the meta-parameters they apply
 (M=2 for an antithetic pair θ±ε, M=1 for the gradient-based estimators). Slots are
 step-unlocked: each has its own step counter and horizon, and a slot whose horizon ends, or
-whose loss diverges, restarts on a freshly sampled task inside the truncation.
+whose loss diverges, restarts on a freshly sampled task inside the truncation. `Truncated` gives
+the truncated estimators their `Estimator` attributes; `SlotState` is the state of those (TBPTT,
+BMG) that keep nothing per slot but the slots.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +39,34 @@ class Problem(Protocol):
     def step(self, theta: PyTree, s: PyTree, key: jax.Array) -> tuple[PyTree, jax.Array]: ...
 
     def final_loss(self, theta: PyTree, s: PyTree, key: jax.Array) -> jax.Array: ...
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """A meta-gradient estimator, as its callers see it.
+
+    state_particle_axis: the axis of every state leaf that runs over the particles (0 for the
+        truncated estimators, whose state is all per slot), or None when the state is shared by
+        all particles (full-horizon ES: its state is the search distribution, and its particles
+        are the population members along axis 1 of the inner states it builds).
+    particle_setting: the estimator setting that sets `num_particles` (for messages).
+    """
+
+    state_particle_axis: ClassVar[int | None]
+    particle_setting: ClassVar[str]
+
+    @property
+    def num_particles(self) -> int:
+        """The length of the particle axis (what a device mesh must divide)."""
+
+    @property
+    def inner_steps_per_estimate(self) -> int:
+        """Inner steps (every member of every particle) behind one estimate."""
+
+    def init(self, theta: PyTree, key: jax.Array) -> PyTree: ...
+
+    def estimate(self, theta: PyTree, state: PyTree, key: jax.Array) -> tuple[PyTree, PyTree, dict[str, jax.Array]]:
+        """(meta-gradient shaped like θ, the next state with `init`'s shapes and dtypes, flat metrics)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +115,30 @@ class Slots:
     horizon: jax.Array
 
 
+class Truncated:
+    """The `Estimator` attributes of a truncated estimator (fields num_tasks and trunc): its
+    particles are its `num_tasks` slots, axis 0 of every state leaf, each running `members`."""
+
+    members: ClassVar[int] = 1
+    state_particle_axis: ClassVar[int | None] = 0
+    particle_setting: ClassVar[str] = "num_tasks"
+
+    @property
+    def num_particles(self) -> int:
+        return self.num_tasks
+
+    @property
+    def inner_steps_per_estimate(self) -> int:
+        return self.members * self.num_tasks * self.trunc.trunc_length
+
+
+@struct.dataclass
+class SlotState:
+    """The state of an estimator that keeps nothing per slot but the slots (TBPTT, BMG)."""
+
+    slots: Slots
+
+
 @struct.dataclass
 class Unrolled:
     """What one truncation produced, per slot: objective split at the first reset, and flags."""
@@ -97,6 +153,11 @@ class Unrolled:
 def tree_select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     """Leafwise where(pred, a, b), with a scalar predicate broadcast explicitly."""
     return jax.tree.map(lambda a, b: jnp.where(jnp.broadcast_to(pred, a.shape), a, b), on_true, on_false)
+
+
+def broadcast_theta(theta: PyTree, n: int) -> PyTree:
+    """θ for n single-member slots: leaves (n, 1, ...), differentiable."""
+    return jax.tree.map(lambda t: jnp.broadcast_to(t, (n, 1) + jnp.shape(t)), theta)
 
 
 def antithetic(theta: PyTree, eps: PyTree) -> PyTree:
@@ -200,16 +261,22 @@ def final_keys(key: jax.Array, n: int) -> jax.Array:
     return jax.random.split(jax.random.split(key)[1], n)
 
 
-def slot_metrics(slots: Slots, out: Unrolled, grad: PyTree) -> dict[str, jax.Array]:
-    """Flat, slash-separated metrics of one estimate (left on device)."""
+def unroll_metrics(out: Unrolled, grad: PyTree, mean_step: jax.Array) -> dict[str, jax.Array]:
+    """Flat, slash-separated metrics of one estimate (left on device); `mean_step` is the mean
+    step counter of the inner problems where the unroll left them."""
     gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
     return {
         "meta/loss": jnp.mean(out.loss_NxM),
         "meta/grad_norm": gnorm,
         "inner/resets": jnp.sum(out.reset_N),
         "inner/diverged": jnp.sum(out.diverged_N),
-        "inner/mean_step": jnp.mean(slots.step.astype(jnp.float32)),
+        "inner/mean_step": mean_step,
     }
+
+
+def slot_metrics(slots: Slots, out: Unrolled, grad: PyTree) -> dict[str, jax.Array]:
+    """`unroll_metrics` of a truncated estimator's slots."""
+    return unroll_metrics(out, grad, jnp.mean(slots.step.astype(jnp.float32)))
 
 
 def antithetic_grad(out: Unrolled, w_before: PyTree, w_after: PyTree, sigma: jax.Array) -> PyTree:

@@ -17,7 +17,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 from flax import struct
@@ -34,8 +34,10 @@ class ESSingleState:
 
 
 @struct.dataclass
-class ESSingle:
+class ESSingle(base.Truncated):
     """Static: problem settings, truncation, num_tasks (antithetic pairs). Traced: sigma."""
+
+    members: ClassVar[int] = 2  # θ+ε and θ−ε
 
     problem: Any
     trunc: base.Truncation = struct.field(pytree_node=False, default=base.Truncation())
@@ -44,7 +46,7 @@ class ESSingle:
 
     def init(self, theta: PyTree, key: jax.Array) -> ESSingleState:
         k_slots, k_eps = jax.random.split(key)
-        slots = base.init_slots(self.problem, self.trunc, theta, k_slots, self.num_tasks, members=2)
+        slots = base.init_slots(self.problem, self.trunc, theta, k_slots, self.num_tasks, self.members)
         return ESSingleState(slots=slots, eps=base.perturbations(k_eps, theta, self.num_tasks, self.sigma))
 
     def estimate(self, theta: PyTree, state: ESSingleState, key: jax.Array):

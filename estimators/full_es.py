@@ -20,12 +20,13 @@ SGD(1), so for OpenES it is the (shaped) ES gradient and for PGPE that gradient 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 from evosax.core import fitness_shaping
+from jax.flatten_util import ravel_pytree
 from flax import struct
 
 from estimators import base
@@ -59,7 +60,13 @@ class FullESState:
 @struct.dataclass
 class FullES:
     """Static: problem, strategy and shaping names, population_size, horizon, num_tasks,
-    objective, max_loss. Traced: sigma (the initial std of the search distribution)."""
+    objective, max_loss. Traced: sigma (the initial std of the search distribution).
+
+    Its particles are the population members: the state (the search distribution) is shared by
+    all of them, and the inner states it builds run over them along axis 1."""
+
+    state_particle_axis: ClassVar[int | None] = None
+    particle_setting: ClassVar[str] = "population_size"
 
     problem: Any
     strategy: str = struct.field(pytree_node=False, default="open_es")
@@ -80,6 +87,14 @@ class FullES:
             raise ValueError(f"population_size must be even and >= 2, got {self.population_size}")
         base.Truncation(trunc_length=self.horizon, objective=self.objective, max_loss=self.max_loss,
                         min_horizon=self.horizon, max_horizon=self.horizon)
+
+    @property
+    def num_particles(self) -> int:
+        return self.population_size
+
+    @property
+    def inner_steps_per_estimate(self) -> int:
+        return self.population_size * self.num_tasks * self.horizon
 
     @property
     def trunc(self) -> base.Truncation:
@@ -122,17 +137,17 @@ class FullES:
     def estimate(self, theta: PyTree, state: FullESState, key: jax.Array):
         es, params = self._strategy(theta)
         k_ask, k_eval, k_tell = jax.random.split(key, 3)
-        mean = es._ravel_solution(theta)
+        mean, unravel = ravel_pytree(theta)
         es_state = state.es.replace(mean=mean)
         with jax.numpy_rank_promotion("allow"):  # evosax relies on implicit rank promotion
             population, es_state = es.ask(k_ask, es_state, params)
         fit_P, out = self.fitness(population, k_eval)
         with jax.numpy_rank_promotion("allow"):
             es_state, _ = es.tell(k_tell, population, fit_P, es_state, params)
-        grad = es._unravel_solution(mean - es_state.mean)
+        grad = unravel(mean - es_state.mean)
         grad, dropped = base.finite_or_zero(grad)
-        slots = base.Slots(inner=None, step=jnp.full((self.num_tasks,), self.horizon), horizon=jnp.zeros(()))
-        metrics = base.slot_metrics(slots, out, grad) | {
+        # Every inner problem ran the whole horizon: that is where each one stopped.
+        metrics = base.unroll_metrics(out, grad, mean_step=jnp.asarray(self.horizon, jnp.float32)) | {
             "es/population": jnp.asarray(self.population_size), "es/best_fitness": jnp.min(fit_P),
             "es/mean_fitness": jnp.mean(fit_P), "meta/dropped": dropped,
         }

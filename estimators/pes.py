@@ -18,7 +18,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,10 @@ class PESState:
 
 
 @struct.dataclass
-class PES:
+class PES(base.Truncated):
     """Static: problem settings, truncation, num_tasks (antithetic pairs). Traced: sigma."""
+
+    members: ClassVar[int] = 2  # θ+ε and θ−ε
 
     problem: Any
     trunc: base.Truncation = struct.field(pytree_node=False, default=base.Truncation())
@@ -45,7 +47,7 @@ class PES:
     sigma: float = 0.01
 
     def init(self, theta: PyTree, key: jax.Array) -> PESState:
-        slots = base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, members=2)
+        slots = base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, self.members)
         accum = jax.tree.map(lambda t: jnp.zeros((self.num_tasks,) + jnp.shape(t), jnp.result_type(t)), theta)
         return PESState(slots=slots, accum=accum)
 

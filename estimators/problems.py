@@ -1,5 +1,8 @@
 """The inner problem the estimators unroll: a learned optimizer training a task.
 
+`LOProblem` is a `base.Problem` (init, step, final_loss); BMG's target and matching, which
+need its task, are functions in `estimators.bmg`.
+
 >>> import jax, inner_tasks, lopt
 >>> task = inner_tasks.get_task("quadratic", dim=4)
 >>> problem = LOProblem(task=task, arch=lopt.LearnableAdam(learning_rate=1e-2))
@@ -23,7 +26,6 @@ from inner_tasks import Task
 
 PyTree = Any
 SPLITS = ("train", "valid")
-MATCHINGS = ("sqdist", "sqdist_raw", "kl")
 
 
 @struct.dataclass
@@ -33,15 +35,16 @@ class LOProblem:
     Each fresh problem samples a new instance of the task (same spec and data), new params and
     a new optimizer state. The per-step objective is the minibatch loss before the update on the
     `split` ("train", or a "valid" batch), divided by the problem's first loss if `normalize`,
-    so that tasks of different scales mix. `mup` passes the task's μP roles to the optimizer;
-    `num_steps` is the horizon given to architectures that need one (VeLO).
+    so that tasks of different scales mix. `mup` passes the task's μP roles to the optimizer:
+    None (the default) when the task is μP-parametrized (`task.parametrization`), True or False
+    to force it. `num_steps` is the horizon given to architectures that need one (VeLO).
     """
 
     task: Task
     arch: Any = struct.field(pytree_node=False)
     split: str = struct.field(pytree_node=False, default="train")
     normalize: bool = struct.field(pytree_node=False, default=True)
-    mup: bool = struct.field(pytree_node=False, default=True)
+    mup: bool | None = struct.field(pytree_node=False, default=None)
     num_steps: int | None = struct.field(pytree_node=False, default=None)
 
     def __post_init__(self):
@@ -49,7 +52,8 @@ class LOProblem:
             raise ValueError(f"unknown split {self.split!r}; valid: {list(SPLITS)}")
 
     def optimizer(self, theta: PyTree) -> optax.GradientTransformationExtraArgs:
-        mup = dict(roles=self.task.roles, fan_in=self.task.fan_in) if self.mup else {}
+        use_mup = self.task.parametrization == "mup" if self.mup is None else self.mup
+        mup = dict(roles=self.task.roles, fan_in=self.task.fan_in) if use_mup else {}
         return self.arch.optimizer(theta, num_steps=self.num_steps, **mup)
 
     def init(self, theta: PyTree, key: jax.Array) -> dict:
@@ -84,32 +88,3 @@ class LOProblem:
         del theta
         task = self.task.replace(inst=s["inst"])
         return self._normalized(s, self._objective(task, s["params"], key))[0]
-
-    # ------------------------------------------------------------------ BMG's target and matching
-    def target(self, theta: PyTree, s: dict, key: jax.Array, lo_steps: int, lr: jax.Array) -> PyTree:
-        """Params after `lo_steps` more learned-optimizer steps, then one SGD step of size `lr`
-        on a training batch drawn with `key` itself; no gradient flows into the result."""
-        theta, s = jax.lax.stop_gradient((theta, s))
-        if lo_steps:
-            s, _ = jax.lax.scan(lambda c, k: (self.step(theta, c, k)[0], None), s,
-                                jax.random.split(jax.random.fold_in(key, 1), lo_steps))
-        task = self.task.replace(inst=s["inst"])
-        grads = jax.grad(task.loss)(s["params"], task.sample_batch(key, "train"))
-        return jax.lax.stop_gradient(jax.tree.map(lambda p, g: p - lr * g, s["params"], grads))
-
-    def match(self, target: PyTree, s: dict, key: jax.Array, kind: str) -> jax.Array:
-        """BMG's matching loss μ(target, params of s), differentiable in s only.
-
-        sqdist_raw: ½‖x̃ − x‖²; sqdist: the same per tensor divided by its (constant) value, so
-        every tensor counts equally; kl: KL(p_target ‖ p_x) of the predictions on a batch."""
-        params = s["params"]
-        if kind == "kl":
-            task = self.task.replace(inst=s["inst"])
-            batch = task.sample_batch(key, "train")
-            logp_t = jax.nn.log_softmax(jax.lax.stop_gradient(task.logits(target, batch)), axis=-1)
-            logp = jax.nn.log_softmax(task.logits(params, batch), axis=-1)
-            return jnp.mean(jnp.sum(jnp.exp(logp_t) * (logp_t - logp), axis=-1))
-        sq = [0.5 * jnp.sum(jnp.square(t - p)) for t, p in zip(jax.tree.leaves(target), jax.tree.leaves(params))]
-        if kind == "sqdist":
-            sq = [d / (jax.lax.stop_gradient(d) + 1e-12) for d in sq]
-        return sum(sq)

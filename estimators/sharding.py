@@ -1,10 +1,11 @@
 """The particle axis over a device mesh: SPMD sharding of the estimators' populations.
 
-Every estimator's population has one particle axis: the slots of the truncated estimators (PES,
-ES-Single, TBPTT, BMG; axis 0 of every state leaf) and the population members of full-horizon
-ES (axis 1 of the inner states it builds). `make_mesh(d)` lays d devices along the mesh axis
-"particles"; `place(est, state, mesh)` shards a state along it; inside the estimators,
-`constrain` pins the unroll's carry to the same layout whenever a mesh is active
+Every estimator's population has one particle axis (`base.Estimator`: `num_particles` long, at
+`state_particle_axis` of its state): the slots of the truncated estimators (PES, ES-Single,
+TBPTT, BMG; axis 0 of every state leaf) and the population members of full-horizon ES (its
+state is shared; axis 1 of the inner states it builds). `make_mesh(d)` lays d devices along
+the mesh axis "particles"; `place(est, state, mesh)` shards a state along it; inside the
+estimators, `constrain` pins the unroll's carry to the same layout whenever a mesh is active
 (`jax.set_mesh`), so that XLA's SPMD partitioner splits the inner training across devices and
 turns the estimators' means over particles into all-reduces. The arithmetic is the one of a
 single device (the random bits are partitionable), so results agree to float tolerance.
@@ -25,37 +26,30 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+if TYPE_CHECKING:  # base imports this module (for `constrain`)
+    from estimators.base import Estimator
+
 PyTree = Any
 AXIS = "particles"
 
 
-def _population_based(est) -> bool:
-    """Full-horizon ES: its particles are the members of one search population, not slots."""
-    return hasattr(est, "population_size")
-
-
-def num_particles(est) -> int:
-    """The length of the estimator's particle axis (what the mesh size must divide)."""
-    return est.population_size if _population_based(est) else est.num_tasks
-
-
-def particles_per_mesh(est, devices: int, requested: int = 0) -> int:
+def particles_per_mesh(est: Estimator, devices: int, requested: int = 0) -> int:
     """The mesh size for `est` on `devices` devices: `requested` if given (checked), else the
     largest count up to `devices` that divides the particle axis (every device, when it divides)."""
-    n = num_particles(est)
+    n = est.num_particles
     if requested:
         if not 1 <= requested <= devices:
             raise ValueError(f"mesh.particles={requested} but JAX sees {devices} device(s); use 1..{devices} "
                              "or 0 for all of them")
         if n % requested:
             raise ValueError(f"mesh.particles={requested} must divide the {n} particles "
-                             f"(estimator.{'population_size' if _population_based(est) else 'num_tasks'})")
+                             f"(estimator.{est.particle_setting})")
         return requested
     return max(d for d in range(1, min(devices, n) + 1) if n % d == 0)
 
@@ -85,11 +79,13 @@ def constrain(tree: PyTree, axis: int = 0) -> PyTree:
     return jax.tree.map(one, tree)
 
 
-def state_shardings(est, state: PyTree, mesh: Mesh) -> PyTree:
-    """NamedShardings for an estimator state: truncated estimators shard axis 0 of every leaf
-    (every leaf is per slot), full-horizon ES replicates its (search-distribution) state."""
-    split = not _population_based(est) and mesh.shape[AXIS] > 1
-    spec = lambda x: P(AXIS) if split and np.ndim(x) >= 1 else P()
+def state_shardings(est: Estimator, state: PyTree, mesh: Mesh) -> PyTree:
+    """NamedShardings for an estimator state: its `state_particle_axis` of every leaf split over
+    the mesh (axis 0 for the truncated estimators, whose every leaf is per slot), or the whole
+    state replicated when it has none (full-horizon ES: the search distribution)."""
+    axis = est.state_particle_axis
+    split = axis is not None and mesh.shape[AXIS] > 1
+    spec = lambda x: P(*([None] * axis + [AXIS])) if split and np.ndim(x) > axis else P()
     return jax.tree.map(lambda x: NamedSharding(mesh, spec(x)), state)
 
 
@@ -103,7 +99,7 @@ def _put(x, sharding: NamedSharding):
     return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
-def place(est, state: PyTree, mesh: Mesh) -> PyTree:
+def place(est: Estimator, state: PyTree, mesh: Mesh) -> PyTree:
     """The estimator state sharded over `mesh` (see `state_shardings`)."""
     return jax.tree.map(_put, state, state_shardings(est, state, mesh))
 

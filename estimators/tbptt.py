@@ -27,32 +27,22 @@ PyTree = Any
 
 
 @struct.dataclass
-class TBPTTState:
-    slots: base.Slots
-
-
-def broadcast_theta(theta: PyTree, n: int) -> PyTree:
-    """θ for n single-member slots: leaves (n, 1, ...), differentiable."""
-    return jax.tree.map(lambda t: jnp.broadcast_to(t, (n, 1) + jnp.shape(t)), theta)
-
-
-@struct.dataclass
-class TBPTT:
+class TBPTT(base.Truncated):
     """Static: problem settings, truncation, num_tasks (slots)."""
 
     problem: Any
     trunc: base.Truncation = struct.field(pytree_node=False, default=base.Truncation())
     num_tasks: int = struct.field(pytree_node=False, default=8)
 
-    def init(self, theta: PyTree, key: jax.Array) -> TBPTTState:
-        return TBPTTState(base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, members=1))
+    def init(self, theta: PyTree, key: jax.Array) -> base.SlotState:
+        return base.SlotState(base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, self.members))
 
-    def estimate(self, theta: PyTree, state: TBPTTState, key: jax.Array):
+    def estimate(self, theta: PyTree, state: base.SlotState, key: jax.Array):
         def objective(theta):
-            thetas = broadcast_theta(theta, self.num_tasks)
+            thetas = base.broadcast_theta(theta, self.num_tasks)
             slots, out = base.unroll(self.problem, self.trunc, thetas, None, state.slots, key)
             return jnp.mean(out.before_NxM + out.after_NxM), (slots, out)
 
         (_, (slots, out)), grad = jax.value_and_grad(objective, has_aux=True)(theta)
         grad, dropped = base.finite_or_zero(grad)
-        return grad, TBPTTState(slots), base.slot_metrics(slots, out, grad) | {"meta/dropped": dropped}
+        return grad, base.SlotState(slots), base.slot_metrics(slots, out, grad) | {"meta/dropped": dropped}

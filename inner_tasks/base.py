@@ -15,6 +15,8 @@ arguments, never as baked-in constants, and a batch of same-shaped tasks is one 
 ()
 >>> task.roles, task.fan_in
 ({'x': 'vector'}, {'x': 1})
+>>> task.parametrization, get_task("mlp", dataset="digits").parametrization
+('sp', 'mup')
 """
 
 from __future__ import annotations
@@ -128,6 +130,16 @@ class Task:
     @property
     def meta(self) -> PyTree:
         return self.spec.meta()
+
+    @property
+    def parametrization(self) -> str:
+        """'mup' or 'sp': how the model is parametrized, the one place a task states it (specs
+        without a `parametrization` setting, such as quadratics, are standard)."""
+        return getattr(self.spec, "parametrization", "sp")
+
+    def mup_options(self) -> dict[str, PyTree]:
+        """`roles=` and `fan_in=` for a learned optimizer on a μP task, {} on a standard one."""
+        return {"roles": self.roles, "fan_in": self.fan_in} if self.parametrization == "mup" else {}
 
     @property
     def roles(self) -> PyTree:

@@ -1,8 +1,15 @@
 """Learned optimizers as optax transformations.
 
 An architecture is a frozen config with `init(key) -> theta` (a plain pytree of meta-parameters)
-and `optimizer(theta, **options) -> optax.GradientTransformationExtraArgs`. Files written by
-`save` load back with `load` (ready optimizer) or `load_theta` (architecture and theta).
+and `optimizer(theta, roles=, fan_in=, num_steps=) -> optax.GradientTransformationExtraArgs`,
+which is `optax.chain(<the architecture's step>, scale_by_mup(roles, fan_in))`: μP's 1/fan_in
+scaling of hidden-weight updates is its own transform (identity without roles), so an optimizer's
+state is the pair (the architecture's state, optax.EmptyState()). Files written by `save` load
+back with `load` (ready optimizer) or `load_theta` (architecture and theta).
+
+Modules: `mulo`, `velo`, `adam` (the architectures), `features` and `common` (what they share),
+`mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file) and `tensorfile`
+(pytree tensor names, digests and atomic writes, shared with `checkpoints`).
 
 >>> import jax, optax, lopt
 >>> arch = lopt.ARCHITECTURES["mulo"]()
@@ -15,7 +22,7 @@ from lopt.adam import LearnableAdam
 from lopt.features import FEATURE_VERSION
 from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
 from lopt.mulo import MuLO
-from lopt.mup import infer_roles, multipliers
+from lopt.mup import infer_roles, multipliers, scale_by_mup
 from lopt.velo import VeLO
 
 ARCHITECTURES = {"mulo": MuLO, "velo": VeLO, "adam": LearnableAdam}
@@ -30,5 +37,5 @@ def get_arch(name: str, **config):
 
 __all__ = [
     "ARCHITECTURES", "FEATURE_VERSION", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",
-    "infer_roles", "list_pretrained", "load", "load_theta", "multipliers", "save",
+    "infer_roles", "list_pretrained", "load", "load_theta", "multipliers", "save", "scale_by_mup",
 ]

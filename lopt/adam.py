@@ -1,7 +1,9 @@
 """Learnable Adam: Adam whose log learning rate, decays and epsilon are the meta-parameters.
 
 A sanity baseline whose meta-gradient is easy to reason about: d(loss)/d(log_lr) is the
-usual learning-rate sensitivity. Decays use b = 1 − exp(θ), so θ is unconstrained.
+usual learning-rate sensitivity. Decays use b = 1 − exp(θ), so θ is unconstrained. Under μP,
+`optimizer` chains `lopt.scale_by_mup` after the Adam step (1/fan_in on hidden weights), so the
+optimizer's state is the pair (optax.ScaleByAdamState, optax.EmptyState()).
 
 >>> import jax
 >>> arch = LearnableAdam(learning_rate=1e-2)
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt import common
+from lopt import common, mup
 
 PyTree = Any
 
@@ -53,7 +55,8 @@ class LearnableAdam:
     def optimizer(
         self, theta: dict, *, roles: PyTree | None = None, fan_in: PyTree | None = None, num_steps: int | None = None
     ) -> optax.GradientTransformationExtraArgs:
-        """Adam with theta's hyperparameters (μP: hidden-weight updates × 1/fan_in)."""
+        """Adam with theta's hyperparameters, then `lopt.scale_by_mup(roles, fan_in)` (μP:
+        hidden-weight updates × 1/fan_in)."""
         del num_steps
         b1 = jnp.clip(1 - jnp.exp(theta["log_one_minus_b1"]), 0.0, 1 - 1e-7)
         b2 = jnp.clip(1 - jnp.exp(theta["log_one_minus_b2"]), 0.0, 1 - 1e-7)
@@ -64,11 +67,9 @@ class LearnableAdam:
         def update_fn(updates, state, params=None, **extra):
             del extra
             common.require_params(params, "LearnableAdam")
-            mults = common.mup_mults(params, roles, fan_in)
-            if mults is None:
-                mults = jax.tree.map(lambda _: 1.0, updates)
             directions, state = adam.update(updates, state, params)
-            step = lambda d, m, g: (-lr * m * d).astype(g.dtype)
-            return jax.tree.map(step, directions, mults, updates), state
+            step = lambda d, g: (-lr * d).astype(g.dtype)
+            return jax.tree.map(step, directions, updates), state
 
-        return optax.GradientTransformationExtraArgs(adam.init, update_fn)
+        core = optax.GradientTransformationExtraArgs(adam.init, update_fn)
+        return optax.chain(core, mup.scale_by_mup(roles, fan_in))

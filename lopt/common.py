@@ -1,4 +1,6 @@
-"""Pieces shared by the learned-optimizer architectures: small MLPs and the μP update scaling."""
+"""Pieces shared by the learned-optimizer architectures: small per-parameter MLPs and the params check.
+
+(μP's update scaling is `lopt.mup.scale_by_mup`, chained after each architecture's step.)"""
 
 from __future__ import annotations
 
@@ -6,8 +8,6 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-
-from lopt import mup
 
 PyTree = Any
 
@@ -70,17 +70,6 @@ def dense_pairs(h: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     whose narrow result is sliced is emitted on its own, and so is every layer before it."""
     w_pad = jnp.stack([w, jnp.zeros_like(w)], axis=-1).reshape(w.shape[0], -1)
     return add_bias((h @ w_pad).reshape(h.shape[:-1] + w.shape[1:] + (2,)).sum(-1), b)
-
-
-def mup_mults(params: PyTree, roles: PyTree | None, fan_in: PyTree | None) -> PyTree | None:
-    """Per-tensor multipliers for these params, or None without μP metadata."""
-    if roles is None and fan_in is None:
-        return None
-    if roles is None or fan_in is None:
-        raise ValueError("μP needs both roles= and fan_in= (see lopt.infer_roles)")
-    mults = mup.multipliers(roles, fan_in)
-    mup.check_structure(mults, params)
-    return mults
 
 
 def require_params(params: PyTree | None, name: str) -> None:

@@ -9,19 +9,18 @@ metadata, one JSON document under the key "lopt":
 
 Loading parses JSON and raw arrays only (no pickle, no code), rebuilds the architecture from the
 explicit `ARCHITECTURES` table, checks the hash and every tensor against the architecture's own
-init, and raises `LoptFileError` with one clear message on any mismatch.
+init, and raises `LoptFileError` with one clear message on any mismatch. Tensor names, the hash
+and the atomic write are `lopt.tensorfile`'s (shared with `checkpoints`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import importlib.resources
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import jax
@@ -29,7 +28,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from lopt.mup import path_str
+from lopt.tensorfile import path_str, tensor_digest, write_atomic
 
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
@@ -51,39 +50,8 @@ def _flatten(theta: PyTree) -> dict[str, np.ndarray]:
     return {path_str(p): np.array(x, order="C", copy=True) for p, x in leaves}
 
 
-def tensor_digest(tensors: dict[str, np.ndarray]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes (names sorted)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        a = tensors[name]
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-def write_atomic(path: pathlib.Path, blob: bytes) -> None:
-    """Writes `blob` to `path` through a temporary file in the same directory, fsynced and renamed
-    into place, then fsyncs the directory: a crash leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save(path: str | os.PathLike, arch, theta: PyTree, metadata: dict | None = None) -> pathlib.Path:

@@ -1,8 +1,10 @@
 """μLO / small_fc_lopt: a per-parameter MLP over 28 accumulator features and 11 time features.
 
 The MLP (39 → hidden → hidden → 2, ReLU) outputs a direction d and a magnitude m per parameter;
-the step is λ1·d·exp(λ2·m), times 1/fan_in on hidden weights under μP. The three momentum, one
-second-moment and three Adafactor decays are meta-learned through μLO's reparametrization.
+the step is −λ1·d·exp(λ2·m). Under μP, `optimizer` chains `lopt.scale_by_mup` after it (1/fan_in
+on hidden weights), so the optimizer's state is the pair (MuLOState, optax.EmptyState()). The
+three momentum, one second-moment and three Adafactor decays are meta-learned through μLO's
+reparametrization.
 
 Each feature's per-tensor RMS normalization is folded into the first layer's weights, and the time
 features (the same for every parameter) into its bias. Tensors of rank >= 2 run the MLP as plain
@@ -31,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt import common, features
+from lopt import common, features, mup
 from lopt.features import NUM_FEATURES, NUM_TIME_FEATURES
 
 PyTree = Any
@@ -104,9 +106,14 @@ class MuLO:
         out = common.dense_pairs(h, mlp["w2"], mlp["b2"]).reshape(p.shape + (2,))
         return out[..., 0], out[..., 1]
 
-    def outputs(self, theta: dict, updates: PyTree, state: MuLOState, params: PyTree) -> dict[str, jax.Array]:
+    def outputs(self, theta: dict, updates: PyTree, state, params: PyTree) -> dict[str, jax.Array]:
         """The MLP's direction d and magnitude m for every parameter (flattened), as the next
-        `update(updates, state, params)` computes them; for monitoring."""
+        `update(updates, state, params)` computes them; for monitoring.
+
+        `state` is the optimizer's whole state, as `optimizer(theta, ...).init` returns it (the
+        chain's tuple, whose first entry is the MuLOState); a bare MuLOState is accepted too."""
+        if not isinstance(state, MuLOState):
+            state = state[0]
         mom_d, rms_d, fac_d = self.decays(theta)
         time_11 = features.time_features(state.count)
         g_leaves, treedef = jax.tree.flatten(updates)
@@ -123,8 +130,9 @@ class MuLO:
     ) -> optax.GradientTransformationExtraArgs:
         """The learned optimizer as an optax transformation; `update` requires params.
 
-        roles/fan_in (plain pytrees like params) switch on μP update scaling; num_steps is
-        accepted for a uniform interface and unused (μLO's time features are absolute)."""
+        roles/fan_in (plain pytrees like params) switch on μP update scaling (`lopt.scale_by_mup`,
+        chained after μLO's step); num_steps is accepted for a uniform interface and unused (μLO's
+        time features are absolute)."""
         del num_steps
         mom_d, rms_d, fac_d = self.decays(theta)
 
@@ -134,18 +142,15 @@ class MuLO:
         def update_fn(updates, state, params=None, **extra):
             del extra
             common.require_params(params, "MuLO")
-            mults = common.mup_mults(params, roles, fan_in)
             time_11 = features.time_features(state.count)
             acc = jax.tree.map(lambda g, a: features.update_accumulators(a, g, mom_d, rms_d, fac_d), updates, state.acc)
 
-            def step(g, p, a, mult=1.0):
+            def step(g, p, a):
                 d, m = self.direction_magnitude(theta["mlp"], p, g, a, time_11)
-                return ((-self.step_mult * mult) * d * jnp.exp(self.exp_mult * m)).astype(g.dtype)
+                return (-self.step_mult * d * jnp.exp(self.exp_mult * m)).astype(g.dtype)
 
-            if mults is None:
-                new = jax.tree.map(step, updates, params, acc)
-            else:
-                new = jax.tree.map(step, updates, params, acc, mults)
+            new = jax.tree.map(step, updates, params, acc)
             return new, MuLOState(optax.safe_increment(state.count), acc)
 
-        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        core = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        return optax.chain(core, mup.scale_by_mup(roles, fan_in))

@@ -1,8 +1,11 @@
 """μP metadata for learned optimizers: per-tensor roles and fan-ins as plain pytrees.
 
 μP (μLO eq. 3) scales the update of every *hidden* weight by 1/fan_in and leaves every other
-update (input, output, biases, norms) alone. Roles come from an `inner_tasks` Task
-(`task.roles`, `task.fan_in`) or are inferred from any flax param tree by `infer_roles`:
+update (input, output, biases, norms) alone (`multipliers`). `scale_by_mup(roles, fan_in)` is that
+scaling as an optax transform; every architecture's `optimizer(theta, roles=, fan_in=)` ends with
+it: `optax.chain(<the architecture's own transform>, scale_by_mup(roles, fan_in))`.
+Roles come from an `inner_tasks` Task (`task.roles`, `task.fan_in`) or are inferred from any flax
+param tree by `infer_roles`:
 
 - a tensor of rank ≤ 1 (bias, norm scale) is 'vector', fan-in 1;
 - a flax `Embed` table (leaf named 'embedding') is 'input', fan-in 1 (one-hot input);
@@ -32,23 +35,14 @@ import re
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+from lopt.tensorfile import path_str
 
 PyTree = Any
 ROLES = ("input", "hidden", "output", "vector")
-
-
-def path_str(path) -> str:
-    """'/'-joined names of a pytree key path: ('params', 'Dense_0', 'kernel') -> 'params/Dense_0/kernel'."""
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 def _natural_key(path: str):
@@ -117,9 +111,50 @@ def multipliers(roles: PyTree, fan_in: PyTree) -> PyTree:
 
 
 def check_structure(mults: PyTree, params: PyTree) -> None:
-    """Raises a clear error when μP metadata does not match the params it is applied to."""
+    """Raises a clear error when μP metadata does not match the params (or updates) it is applied to."""
     if jax.tree.structure(mults) != jax.tree.structure(params):
         raise ValueError(
             "μP roles/fan_in do not match the params' tree structure:\n"
             f"  roles:  {jax.tree.structure(mults)}\n  params: {jax.tree.structure(params)}"
         )
+
+
+def scale_by_mup(roles: PyTree | None = None, fan_in: PyTree | None = None) -> optax.GradientTransformationExtraArgs:
+    """μP's update scaling as an optax transform: the update of every 'hidden' tensor times 1/fan_in,
+    every other update unchanged; the identity when both `roles` and `fan_in` are None.
+
+    `roles` and `fan_in` are plain pytrees shaped like the params (static: strings and ints, see
+    `infer_roles`). A hidden update is multiplied in at least float32 and cast back to its dtype.
+    Its state is `optax.EmptyState()`; extra args (`value=loss`, …) are accepted and ignored.
+
+    >>> import jax.numpy as jnp
+    >>> t = scale_by_mup({"w": "hidden", "b": "vector"}, {"w": 4, "b": 1})
+    >>> updates = {"w": jnp.ones((2,)), "b": jnp.ones((2,))}
+    >>> t.update(updates, t.init(updates))[0]["w"]
+    Array([0.25, 0.25], dtype=float32)
+    """
+    if roles is None and fan_in is None:
+        mults = None
+    elif roles is None or fan_in is None:
+        raise ValueError("μP needs both roles= and fan_in= (see lopt.infer_roles)")
+    else:
+        mults = multipliers(roles, fan_in)
+
+    def scale(u: jax.Array, m: float) -> jax.Array:
+        if m == 1.0:
+            return u
+        return (u.astype(jnp.promote_types(u.dtype, jnp.float32)) * m).astype(u.dtype)
+
+    def init_fn(params):
+        if mults is not None:
+            check_structure(mults, params)
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, **extra):
+        del params, extra
+        if mults is None:
+            return updates, state
+        check_structure(mults, updates)
+        return jax.tree.map(scale, updates, mults), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -7,8 +7,9 @@ tanh(10·(t/T − x)) are appended. A mixing layer adds a max over tensors, then
 shared by all tensors, updates each tensor's hidden state. From it come softmax mixing weights
 over a bank of small per-parameter MLPs (blended into one MLP per tensor) and a learning-rate
 multiplier. The blended MLP reads the 28 RMS-normalized features of `lopt.features` and outputs
-(d, m); the step is step_mult·lr_mult·d·exp(exp_mult·m), times 1/fan_in on hidden weights under μP.
-As in μVeLO, the step is not multiplied by the parameter norm.
+(d, m); the step is −step_mult·lr_mult·d·exp(exp_mult·m). Under μP, `optimizer` chains
+`lopt.scale_by_mup` after it (1/fan_in on hidden weights), so the optimizer's state is the pair
+(VeLOState, optax.EmptyState()). As in μVeLO, the step is not multiplied by the parameter norm.
 
 It needs the total number of steps (`optimizer(theta, num_steps=T)`) and the loss at every step
 (`update(grads, state, params, value=loss)`, optax's extra-args convention).
@@ -31,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt import common, features
+from lopt import common, features, mup
 from lopt.features import NUM_FEATURES
 
 PyTree = Any
@@ -113,19 +114,21 @@ class VeLO:
         c = jax.nn.sigmoid(f) * c_NxH + jax.nn.sigmoid(i) * jnp.tanh(g)
         return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
-    def _tensor_step(self, theta, mix_K, lr_mult, p, g, acc, mult):
+    def _tensor_step(self, theta, mix_K, lr_mult, p, g, acc):
         mlp = jax.tree.map(lambda w: jnp.tensordot(mix_K, w, axes=(0, 0)), theta["bank"])
         hf = common.is_hidden_first(self.mlp_hidden)
         h = common.add_bias(features.project_features(p, g, acc, mlp["w0"], hf), mlp["b0"], hf)
         out = common.apply_mlp_tail(mlp, h, hidden_first=hf)
         d, m = (out[0], out[1]) if hf else (out[..., 0], out[..., 1])
-        step = self.step_mult * lr_mult * mult * d * jnp.exp(self.exp_mult * m)
+        step = self.step_mult * lr_mult * d * jnp.exp(self.exp_mult * m)
         return (-step).astype(g.dtype)
 
     def optimizer(
         self, theta: dict, *, roles: PyTree | None = None, fan_in: PyTree | None = None, num_steps: int | None = None
     ) -> optax.GradientTransformationExtraArgs:
-        """The optax transformation; needs num_steps, and `value=loss` at every update."""
+        """The optax transformation; needs num_steps, and `value=loss` at every update.
+
+        roles/fan_in switch on μP update scaling (`lopt.scale_by_mup`, chained after VeLO's step)."""
         if num_steps is None or num_steps < 1:
             raise ValueError(f"VeLO needs the total number of steps: optimizer(theta, num_steps=T), got {num_steps}")
         decays = (jnp.asarray(self.mom_decays), jnp.asarray(self.rms_decay), jnp.asarray(self.fac_decays))
@@ -145,7 +148,6 @@ class VeLO:
             common.require_params(params, "VeLO")
             if value is None:
                 raise ValueError("VeLO needs the loss at every step: update(grads, state, params, value=loss)")
-            mults = common.mup_mults(params, roles, fan_in)
             loss = jnp.asarray(value, jnp.float32)
             first = jnp.where(jnp.isnan(state.loss_first), loss, state.loss_first)
             ema = jnp.where(jnp.isnan(state.loss_ema), loss, state.loss_ema)
@@ -154,7 +156,6 @@ class VeLO:
             g_leaves, treedef = jax.tree.flatten(updates)
             p_leaves = treedef.flatten_up_to(params)
             a_leaves = treedef.flatten_up_to(acc)
-            m_leaves = [1.0] * len(g_leaves) if mults is None else treedef.flatten_up_to(mults)
             frac = state.count.astype(jnp.float32) / num_steps
             glob = jnp.concatenate([_loss_features(loss, first, ema), jnp.tanh(10 * (frac - progress_pts))])
             stats = jnp.stack([_tensor_stats(p, a) for p, a in zip(p_leaves, a_leaves)])
@@ -163,11 +164,12 @@ class VeLO:
             mix_NxK = jax.nn.softmax(h @ theta["out"]["w_mix"] + theta["out"]["b_mix"][None, :], axis=-1)
             lr_N = jnp.exp(h @ theta["out"]["w_lr"] + theta["out"]["b_lr"])
             new = [
-                self._tensor_step(theta, mix_NxK[i], lr_N[i], p, g, a, m)
-                for i, (p, g, a, m) in enumerate(zip(p_leaves, g_leaves, a_leaves, m_leaves))
+                self._tensor_step(theta, mix_NxK[i], lr_N[i], p, g, a)
+                for i, (p, g, a) in enumerate(zip(p_leaves, g_leaves, a_leaves))
             ]
             state = VeLOState(optax.safe_increment(state.count), acc, h, c, first, ema)
             return jax.tree.unflatten(treedef, new), state
 
-        return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        core = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        return optax.chain(core, mup.scale_by_mup(roles, fan_in))
 

@@ -40,25 +40,6 @@ def fashion_mnist_dir():
         pytest.skip(str(e))
 
 
-# Single parameter cases of cheap tests that are expensive only there (mostly VeLO's compile times);
-# CI skips them like any `slow` test. Their cheaper siblings keep running in CI.
-SLOW_CASES = {
-    "tests/test_lopt_contract.py::test_traced_theta_under_jit_grad_and_vmap[velo]",
-    "tests/test_lopt_contract.py::test_meta_gradient_is_finite_when_some_gradients_are_exactly_zero[velo]",
-    "tests/test_lopt_io.py::test_load_returns_a_working_optax_optimizer[velo]",
-    "tests/test_lopt_contract.py::test_works_on_a_real_flax_model[velo]",
-    "tests/test_lopt_contract.py::test_updates_are_finite_with_matching_shapes_and_dtypes[velo-float32]",
-    "tests/test_train.py::test_adam_learns_fashion_mnist[conv-16]",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    del config
-    for item in items:
-        if item.nodeid in SLOW_CASES:
-            item.add_marker(pytest.mark.slow)
-
-
 @pytest.fixture
 def same_trajectory():
     """Checks that θ − θ₀ of a run agrees with a reference run's to 1% (runs that differ only in

@@ -18,6 +18,7 @@ import checkpoints
 import inner_tasks
 import lopt
 import meta_train
+import outer
 from configs import tiny
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def test_cli_end_to_end_writes_tensorboard_events_and_exports(uninterrupted, tmp
     assert any("config" in t for t in tags["tensors"])  # add_text lands in the text plugin's tensors
     assert (tmp_path / "hparams").is_dir()
     # The export loads as an optax optimizer; --export alone rewrites it from the newest checkpoint.
-    path = tmp_path / meta_train.EXPORT_NAME
+    path = tmp_path / outer.EXPORT_NAME
     assert lopt.load(path) is not None
     # The CLI run is the in-process run: same seed, same programs, the same bits.
     assert _bitwise_equal(lopt.load_theta(path)[1], uninterrupted[1]["theta"])
@@ -146,7 +147,7 @@ def test_incompatible_workdir_is_refused(uninterrupted, tmp_path):
 
 def test_exported_file_loads_and_trains_a_task(uninterrupted):
     full_dir, full = uninterrupted
-    path = full_dir / meta_train.EXPORT_NAME
+    path = full_dir / outer.EXPORT_NAME
     arch, theta, meta = lopt.load_theta(path)
     assert _bitwise_equal(theta, full["theta"]) and meta["provenance"]["meta_training_steps"] == 6
     task = inner_tasks.get_task("mlp", dataset="digits", width=8, depth=1, batch_size=32)

@@ -66,12 +66,3 @@ def test_mixture_rejects_keys_beside_members():
     c.family.weights = (1.0,)
     with pytest.raises(ValueError, match=r"only members.*\['weights'\]"):
         build.build(c)
-
-
-def test_slow_cases_name_existing_parametrized_tests():
-    """conftest.SLOW_CASES marks single parameters slow by id; a renamed test must not drop out."""
-    from tests import conftest  # pylint: disable=import-outside-toplevel
-    for case in conftest.SLOW_CASES:
-        path, name = case.split("::")
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        assert callable(getattr(module, name.split("[")[0], None)), case

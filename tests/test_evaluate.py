@@ -1,4 +1,4 @@
-"""benchmarks.evaluate: outputs, agreement with direct `inner_tasks.train` runs, tuning, errors."""
+"""evaluation.evaluate: outputs, agreement with direct `inner_tasks.train` runs, tuning, errors."""
 
 import dataclasses
 import json
@@ -11,7 +11,7 @@ import pytest
 
 import inner_tasks
 import lopt
-from benchmarks import evaluate as ev
+from evaluation import evaluate as ev
 
 SEEDS, STEPS = 2, 20
 

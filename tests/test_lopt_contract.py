@@ -25,7 +25,13 @@ def _quad_loss(params):
     return sum(jnp.sum(jnp.square(x.astype(jnp.float32) - 0.5)) for x in jax.tree.leaves(params))
 
 
-@pytest.fixture(params=sorted(lopt.ARCHITECTURES))
+def archs(slow=()):
+    """Every architecture's name, for `parametrize("arch", archs(...), indirect=True)`; those in
+    `slow` are marked slow (expensive there only, mostly VeLO's compile times; CI skips them)."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in sorted(lopt.ARCHITECTURES)]
+
+
+@pytest.fixture(params=archs())
 def arch(request):
     return lopt.get_arch(request.param)
 
@@ -34,7 +40,10 @@ def _opt(arch, theta, **kw):
     return arch.optimizer(theta, num_steps=NUM_STEPS, **kw)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("arch, dtype", [
+    pytest.param(name, dtype, marks=pytest.mark.slow) if (name, dtype) == ("velo", jnp.float32) else (name, dtype)
+    for name in sorted(lopt.ARCHITECTURES) for dtype in (jnp.float32, jnp.bfloat16)
+], indirect=["arch"])
 def test_updates_are_finite_with_matching_shapes_and_dtypes(arch, dtype):
     params = _params(dtype)
     opt = _opt(arch, arch.init(jax.random.key(1)))
@@ -90,6 +99,7 @@ class MLP(nn.Module):
         return nn.Dense(3)(x)
 
 
+@pytest.mark.parametrize("arch", archs(slow={"velo"}), indirect=True)
 def test_works_on_a_real_flax_model(arch):
     x = jax.random.normal(jax.random.key(0), (64, 8))
     y = jnp.argmax(x[:, :3], axis=1)
@@ -113,6 +123,7 @@ def test_works_on_a_real_flax_model(arch):
         assert jnp.isfinite(loss)
 
 
+@pytest.mark.parametrize("arch", archs(slow={"velo"}), indirect=True)
 def test_traced_theta_under_jit_grad_and_vmap(arch):
     params = _params()
 
@@ -180,6 +191,7 @@ def test_unknown_architecture_lists_valid_ones():
         lopt.get_arch("lion")
 
 
+@pytest.mark.parametrize("arch", archs(slow={"velo"}), indirect=True)
 def test_meta_gradient_is_finite_when_some_gradients_are_exactly_zero(arch):
     """Zero-initialized readouts give exactly-zero gradients to other layers at the first step;
     the meta-gradient through two such updates must stay finite (no rsqrt' overflow)."""

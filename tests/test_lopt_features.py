@@ -109,7 +109,7 @@ def test_time_features_and_decay_reparametrization():
         np.testing.assert_allclose(features.decay_from_logit(jnp.float32(theta), jnp.float32(base)), want, rtol=1e-5)
 
 
-def _numpy_mulo_update(arch, theta, p, g, ref, step, mult=1.0):
+def _numpy_mulo_update(arch, theta, p, g, ref, step):
     th = jax.tree.map(np.asarray, theta)["mlp"]
     feats = ref.features(p, g)
     rms = np.sqrt((feats**2).reshape(len(feats), -1).mean(1) + 1e-8)
@@ -119,7 +119,7 @@ def _numpy_mulo_update(arch, theta, p, g, ref, step, mult=1.0):
     h = np.maximum(x @ th["w0"] + th["b0"], 0)
     h = np.maximum(h @ th["w1"] + th["b1"], 0)
     out = h @ th["w2"] + th["b2"]
-    return -mult * arch.step_mult * out[..., 0] * np.exp(arch.exp_mult * out[..., 1])
+    return -arch.step_mult * out[..., 0] * np.exp(arch.exp_mult * out[..., 1])
 
 
 @pytest.mark.parametrize("hidden", [4, 32])  # fused multiply-add path and matmul path

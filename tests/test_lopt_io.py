@@ -34,6 +34,8 @@ def test_round_trip_is_bit_exact(saved):
     assert not list(path.parent.glob(".*tmp"))  # the atomic write left nothing behind
 
 
+@pytest.mark.parametrize("saved", [pytest.param("velo", marks=pytest.mark.slow) if n == "velo" else n
+                                   for n in sorted(lopt.ARCHITECTURES)], indirect=True)
 def test_load_returns_a_working_optax_optimizer(saved):
     arch, theta, path = saved
     opt = lopt.load(path, num_steps=10)

@@ -1,4 +1,4 @@
-"""benchmarks.report: compute spent from TensorBoard events, the shipped file and its model card,
+"""evaluation.report: compute spent from TensorBoard events, the shipped file and its model card,
 and the width figure from real (short) evaluations."""
 
 import json
@@ -10,9 +10,9 @@ import pytest
 from tensorboardX import SummaryWriter
 
 import lopt
-from benchmarks import evaluate as ev
-from benchmarks import report
-from benchmarks.suites import SuiteTask
+from evaluation import evaluate as ev
+from evaluation import report
+from evaluation.suites import SuiteTask
 
 
 

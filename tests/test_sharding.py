@@ -19,6 +19,7 @@ import estimators
 import inner_tasks
 import lopt
 import meta_train
+import outer
 from configs import tiny
 from estimators import ESSingle, FullES, PES, TBPTT, Truncation, sharding
 from estimators.toy import LinearQuadratic
@@ -66,7 +67,7 @@ def test_meta_gradients_match_one_device_in_float64(x64, make):
     for a, b in zip(one, four):
         assert np.abs(a["theta"]).max() > 1e-3  # a real gradient, not a trivially equal zero
         np.testing.assert_allclose(b["theta"], a["theta"], rtol=1e-9, atol=1e-12)
-    if not isinstance(est, FullES):  # (full ES gathers its members' fitness to rank them, by design)
+    if est.state_particle_axis == 0:  # (full ES gathers its members' fitness to rank them, by design)
         shards = state.slots.step.addressable_shards  # the population really is split: 2 slots per device
         assert len(shards) == 4 and {s.data.shape for s in shards} == {(2,)}
         assert "all-reduce" in hlo  # the mean over particles is a collective ...
@@ -173,7 +174,7 @@ def test_two_processes_match_one_and_their_checkpoint_resumes_in_one(tmp_path, s
     assert all(p.returncode == 0 for p in procs), outs[0][1][-3000:] + outs[1][1][-3000:]
     assert "sharded over 4 of 4 device(s), 2 process(es)" in outs[0][1]
     assert "export:" in outs[0][0] and "export:" not in outs[1][0]  # the first host writes
-    _, theta_two, _ = lopt.load_theta(workdir / meta_train.EXPORT_NAME)
+    _, theta_two, _ = lopt.load_theta(workdir / outer.EXPORT_NAME)
     one = meta_train.run(_config(4), str(tmp_path / "one"))
     init = lopt.MuLO(hidden_size=4).init(jax.random.split(jax.random.key(0), 4)[0])
     same_trajectory(theta_two, one["theta"], init)

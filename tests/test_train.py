@@ -30,7 +30,7 @@ def test_adam_clearly_reduces_loss(kind):
     assert np.mean(curve.train_loss[-20:]) < ratio * np.mean(curve.train_loss[:5])
 
 
-@pytest.mark.parametrize("name, res", [("mlp", 8), ("mlp", 28), ("conv", 16)])
+@pytest.mark.parametrize("name, res", [("mlp", 8), ("mlp", 28), pytest.param("conv", 16, marks=pytest.mark.slow)])
 def test_adam_learns_fashion_mnist(fashion_mnist_dir, name, res):
     kw = dict(width=128) if name == "mlp" else dict(channels=16)
     task = inner_tasks.get_task(name, resolution=res, parametrization="sp", **kw)

@@ -1,28 +1,28 @@
 """Evaluate a learned optimizer against tuned optax baselines on a fixed suite of inner tasks.
 
-    python -m benchmarks.evaluate --lopt PATH_OR_NAME --suite quick [--seeds 3] [--out DIR] [--steps N]
-    python -m benchmarks.evaluate --lopt mulo_mup --suite heldout --metric train
-    python -m benchmarks.evaluate --lopt mulo_sp --suite width_sp --baselines adam
+    python -m evaluation.evaluate --lopt PATH_OR_NAME --suite quick [--seeds 3] [--out DIR] [--steps N]
+    python -m evaluation.evaluate --lopt mulo_mup --suite heldout --metric train
+    python -m evaluation.evaluate --lopt mulo_sp --suite width_sp --baselines adam
 
-Suites (`benchmarks.suites.SUITES`): `digits` under a minute and `quick` about 1.5 min with 3
-seeds on 2 shared CPU cores; `heldout` (tasks meta-training never saw, see benchmarks/RESULTS.md
+Suites (`evaluation.suites.SUITES`): `digits` under a minute and `quick` about 1.5 min with 3
+seeds on 2 shared CPU cores; `heldout` (tasks meta-training never saw, see evaluation/RESULTS.md
 for its measured cost), `width_mup`/`width_sp` (the width sweep), `conv`, `fmnist_mlp` and `lm`.
 A small suite's time is mostly compilation of two programs per task: one for the learned
 optimizer, one for every baseline run (a `lax.switch` over the optax baselines, vmapped over
 (baseline, learning rate, seed) rows in chunks of 4 × seeds).
 
-Protocol. The learned optimizer runs untuned: `arch.optimizer(theta, num_steps=...)`, plus
-`roles=`/`fan_in=` on μP tasks. Each baseline (adam; adamw with optax's decoupled weight decay
-1e-4, scaled by the learning rate; sgd with momentum 0.9; lion without weight decay) is tuned per
-task over the log-spaced grid in `GRIDS` (half-decade steps) on one tuning seed: the learning
-rate with the lowest final `--metric` wins, NaN/inf counting as worst (if every rate diverges,
-the smallest wins). The winner then runs on `--seeds` evaluation seeds. Keys: tuning uses
-`jax.random.key(0)`, evaluation seed i uses `jax.random.key(1 + i)` (see `seed_keys`); every
-task and optimizer sees the same keys (same inits, batches and validation batches per seed).
-Metrics: `valid` is `inner_tasks.train`'s validation loss (mean over 4 fresh validation
-batches); `train` is the mean minibatch training loss over the last `eval_every` steps. Both are
-recorded for every run; a run counts as diverged if a loss is non-finite or its final validation
-loss is above its initial one.
+Protocol. The learned optimizer runs untuned: `evaluation.optimizer_for(arch, theta, task,
+num_steps)`, which adds `roles=`/`fan_in=` on μP tasks. Each baseline (adam; adamw with optax's
+decoupled weight decay 1e-4, scaled by the learning rate; sgd with momentum 0.9; lion without
+weight decay) is tuned per task over the log-spaced grid in `GRIDS` (half-decade steps) on one
+tuning seed: the learning rate with the lowest final `--metric` wins, NaN/inf counting as worst (if
+every rate diverges, the smallest wins). The winner then runs on `--seeds` evaluation seeds. Keys:
+tuning uses `jax.random.key(0)`, evaluation seed i uses `jax.random.key(1 + i)` (see `seed_keys`);
+every task and optimizer sees the same keys (same inits, batches and validation batches per seed).
+Metrics: `valid` is `inner_tasks.train`'s validation loss (mean over 4 fresh validation batches);
+`train` is the mean minibatch training loss over the last `eval_every` steps. Both are recorded for
+every run; a run counts as diverged if a loss is non-finite or its final validation loss is above
+its initial one.
 
 Outputs in `--out` (default runs/eval/<suite>): results.json (what `evaluate` returns, with a
 `summary`: on how many tasks the learned optimizer beats each tuned baseline, and its diverged
@@ -61,7 +61,8 @@ import tqdm
 
 import inner_tasks
 import lopt
-from benchmarks.suites import SUITES, SuiteTask
+from evaluation import optimizer_for
+from evaluation.suites import SUITES, SuiteTask
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -237,14 +238,12 @@ def _evaluate_task(st: SuiteTask, arch, theta, names: list[str], eval_seeds: lis
                    bar: tqdm.tqdm) -> dict:
     task = st.make()
     run = functools.partial(_curves, task, num_steps=st.num_steps, eval_every=st.eval_every)
-    mup = getattr(task.spec, "parametrization", None) == "mup"
-    meta = dict(roles=task.roles, fan_in=task.fan_in) if mup else {}
-    learned_opt = arch.optimizer(theta, num_steps=st.num_steps, **meta)
+    learned_opt = optimizer_for(arch, theta, task, st.num_steps)
     seeds = len(eval_seeds)
     valid, train = map(np.asarray, run(lambda _: learned_opt, jnp.zeros(seeds), seed_keys(eval_seeds)))
     bar.update(seeds)
     entry = {"task": st.task, "kwargs": dict(st.kwargs), "num_steps": st.num_steps, "eval_every": st.eval_every,
-             "mup": mup, "steps": list(range(0, st.num_steps + 1, st.eval_every)),
+             "mup": task.parametrization == "mup", "steps": list(range(0, st.num_steps + 1, st.eval_every)),
              "optimizers": {LEARNED: _summary(valid, train, None, metric)}}
     if not names:
         return entry
@@ -347,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baselines", default=",".join(BASELINES),
                     help="comma-separated subset of the baselines; empty for the learned optimizer alone")
     args = ap.parse_args(argv)
-    command = "python -m benchmarks.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m evaluation.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         results = evaluate(args.lopt, args.suite, args.seeds, args.out or f"runs/eval/{args.suite}", args.steps,
                            command=command, metric=args.metric,

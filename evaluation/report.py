@@ -1,9 +1,9 @@
 """Model cards and figures for shipped learned optimizers, from a meta-training workdir and
-`benchmarks.evaluate` results.
+`evaluation.evaluate` results.
 
-    python -m benchmarks.report card --name mulo_mup --workdir runs/mulo_mup --recipe configs/mulo_mup.py \\
+    python -m evaluation.report card --name mulo_mup --workdir runs/mulo_mup --recipe configs/mulo_mup.py \\
         --results runs/eval/heldout_mup --results runs/eval/width_mup --notes notes.md
-    python -m benchmarks.report width --results runs/eval/width_mup --results runs/eval/width_sp --out w.png
+    python -m evaluation.report width --results runs/eval/width_mup --results runs/eval/width_sp --out w.png
 
 `card` copies WORKDIR/lopt.safetensors to lopt/pretrained/NAME.safetensors (same θ, with the
 recipe and compute spent added to its provenance), draws NAME_curve.png from the run's
@@ -26,7 +26,7 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import lopt
-from benchmarks import evaluate
+from evaluation import evaluate
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -93,7 +93,7 @@ def _results(dirs: Sequence[str | pathlib.Path]) -> list[dict]:
     for d in dirs:
         f = pathlib.Path(d) / "results.json"
         if not f.is_file():
-            raise ValueError(f"{d}: no results.json (run python -m benchmarks.evaluate --out {d} first)")
+            raise ValueError(f"{d}: no results.json (run python -m evaluation.evaluate --out {d} first)")
         out.append(json.loads(f.read_text()))
     return out
 

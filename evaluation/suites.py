@@ -1,6 +1,6 @@
 """Evaluation suites: fixed lists of inner tasks, each trained for a fixed number of steps.
 
->>> from benchmarks.suites import SUITES
+>>> from evaluation.suites import SUITES
 >>> [t.label for t in SUITES["digits"]]
 ['digits_mlp_w32_d2', 'digits_mlp_w64_d1']
 >>> SUITES["heldout"][0].spec().width

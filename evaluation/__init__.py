@@ -1,0 +1,55 @@
+"""Evaluation of learned optimizers: every path turns (architecture, θ, task) into an optax
+optimizer with `optimizer_for`, so a task states its parametrization in one place
+(`inner_tasks.Task.parametrization`, `Task.mup_options()`).
+
+| module | what |
+|---|---|
+| `evaluation.suites` | `SUITES`: fixed lists of inner tasks (`SuiteTask`) with their step counts |
+| `evaluation.evaluate` | `python -m evaluation.evaluate`: a learned optimizer against tuned optax baselines |
+| `evaluation.heldout` | `Evaluator`: held-out tasks during meta-training, logged to TensorBoard |
+| `evaluation.report` | `python -m evaluation.report`: model cards and figures for shipped optimizers |
+
+`optimizer_for` lives here and `Evaluator` is re-exported from `evaluation.heldout` on first use
+(`from evaluation import Evaluator`); the other submodules are imported by name (`from evaluation
+import evaluate`). The package itself imports none of them, so `python -m evaluation.evaluate` runs
+its module once and sets its XLA flags before anything starts the backend.
+
+>>> import jax, inner_tasks, lopt
+>>> arch = lopt.LearnableAdam()
+>>> theta = arch.init(jax.random.key(0))
+>>> quad = inner_tasks.get_task("quadratic", dim=4)
+>>> quad.parametrization, quad.mup_options()
+('sp', {})
+>>> opt = optimizer_for(arch, theta, quad, num_steps=10)
+>>> params = quad.init(jax.random.key(1))
+>>> updates, state = opt.update(params, opt.init(params), params)
+>>> jax.tree.map(jax.numpy.shape, updates) == jax.tree.map(jax.numpy.shape, params)
+True
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optax
+
+    import inner_tasks
+
+
+def optimizer_for(arch: Any, theta: Any, task: inner_tasks.Task, num_steps: int) -> optax.GradientTransformationExtraArgs:
+    """The learned optimizer `arch` at θ for `task`, told the run's length: on a μP task with the
+    task's `roles=` and `fan_in=` (as in meta-training), on a standard one without them.
+
+    Static in the task (its spec decides), so it may be called under `jax.jit` with the task traced."""
+    return arch.optimizer(theta, num_steps=num_steps, **task.mup_options())
+
+
+def __getattr__(name: str):
+    if name == "Evaluator":  # lazily: heldout imports this module (and matplotlib)
+        from evaluation.heldout import Evaluator
+        return Evaluator
+    raise AttributeError(f"module 'evaluation' has no attribute {name!r}")
+
+
+__all__ = ["optimizer_for", "Evaluator"]

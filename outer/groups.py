@@ -1,0 +1,56 @@
+"""Task groups: each meta-step averages the meta-gradients of `num_groups` groups, each a task
+spec sampled from the family with its own estimator population. Group g's spec is redrawn every
+`resample_every` steps, offset by g·resample_every/G so that groups restart in turn; a spec
+depends only on (seed, g, epoch), so a resumed run rebuilds the same groups."""
+
+from __future__ import annotations
+
+import jax
+
+from estimators import Estimator, sharding
+from outer.setup import Setup
+
+
+@jax.jit
+def _init_state(est: Estimator, theta, key: jax.Array):
+    return est.init(theta, key)
+
+
+class Groups:
+    """The groups' current specs and estimators; `advance` moves them to a step's epochs."""
+
+    def __init__(self, setup: Setup, key: jax.Array, mesh: jax.sharding.Mesh):
+        self.setup, self.key, self.mesh = setup, key, mesh
+        self.epochs = [-1] * setup.num_groups
+        self.ests: list[Estimator] = [None] * setup.num_groups
+        self.specs: list = [None] * setup.num_groups
+
+    def epoch(self, g: int, step: int) -> int:
+        s = self.setup
+        return (step + g * s.resample_every // s.num_groups) // s.resample_every
+
+    def _build(self, g: int, epoch: int) -> None:
+        spec = self.setup.family.sample(jax.random.fold_in(jax.random.fold_in(self.key, g), epoch))
+        self.specs[g] = spec
+        self.ests[g] = sharding.replicate(self.setup.make_estimator(self.setup.family.task(spec)), self.mesh)
+        self.epochs[g] = epoch
+
+    def advance(self, step: int, theta, states: list, key: jax.Array) -> list[bool]:
+        """Moves every group to `step`'s epoch, initializing the states of redrawn groups."""
+        changed = []
+        for g in range(self.setup.num_groups):
+            e = self.epoch(g, step)
+            changed.append(e != self.epochs[g])
+            if changed[-1]:
+                self._build(g, e)
+                states[g] = sharding.place(self.ests[g], _init_state(self.ests[g], theta, jax.random.fold_in(key, g)),
+                                           self.mesh)
+        return changed
+
+    def restore_templates(self, epochs: list[int], theta) -> list:
+        """Abstract estimator states for the given epochs (for checkpoint restore)."""
+        out = []
+        for g, e in enumerate(epochs):
+            self._build(g, e)
+            out.append(jax.eval_shape(self.ests[g].init, theta, jax.random.key(0)))
+        return out

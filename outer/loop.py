@@ -1,0 +1,161 @@
+"""The outer loop: meta-steps over task groups, logging, evaluation, checkpoints and export.
+
+Each meta-step draws a meta-gradient from every task group (`outer.groups`), averages them and
+applies the outer optimizer (`outer.optimizer`). A run resumes from the newest checkpoint in its
+workdir, bit for bit; SIGINT or SIGTERM checkpoints and returns (`outer.resume`). At the end the
+learned optimizer is written to WORKDIR/lopt.safetensors, which `lopt.load` turns into an optax
+optimizer. Each estimator's particle axis is sharded over a mesh of `setup.mesh_size` devices
+(see estimators/sharding.py); only the first host evaluates, writes events, checkpoints and exports.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+import optax
+import tqdm
+from absl import logging
+
+import estimators
+import lopt
+import monitoring
+from estimators import sharding
+from evaluation import Evaluator
+from outer import resume
+from outer.groups import Groups
+from outer.setup import Setup
+
+EXPORT_NAME = "lopt.safetensors"
+
+
+@functools.partial(jax.jit, static_argnames=("outer",), donate_argnums=(1, 2))
+def outer_step(outer: optax.GradientTransformation, theta, opt_state, grads: list):
+    """Averages the groups' meta-gradients and applies one outer-optimizer step."""
+    grad = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
+    updates, opt_state = outer.update(grad, opt_state, theta)
+    return optax.apply_updates(theta, updates), opt_state, {"meta/grad_norm": optax.tree.norm(grad)}
+
+
+def export(workdir: str, setup: Setup, theta, step: int) -> pathlib.Path:
+    """Writes WORKDIR/lopt.safetensors (lopt.save), with the run's provenance."""
+    meta = {"meta_training_steps": step, "config": setup.config, "source": "meta_train.py"}
+    return lopt.save(pathlib.Path(workdir) / EXPORT_NAME, setup.arch, sharding.to_host(theta), meta)
+
+
+def run(setup: Setup, workdir: str, *, export_only: bool = False,
+        on_step: Callable[[int], None] | None = None) -> dict:
+    """Meta-trains (resuming from `workdir`), exports, and returns the final summary.
+
+    `on_step(step)` is called after every completed step (tests use it to send signals)."""
+    k_theta, k_groups, k_run, k_eval = jax.random.split(jax.random.key(setup.seed), 4)
+    mesh = sharding.make_mesh(setup.mesh_size)
+    primary = jax.process_index() == 0
+    theta = sharding.replicate(setup.arch.init(k_theta), mesh)
+    opt_state = sharding.replicate(setup.outer.init(theta), mesh)
+    groups = Groups(setup, k_groups, mesh)
+    states: list = [None] * setup.num_groups
+    start = 0
+    resumed = resume.resume(workdir, setup, groups, theta, opt_state)
+    if resumed is not None:
+        start, tree = resumed
+        theta, opt_state, states, k_run = tree["theta"], tree["opt_state"], list(tree["groups"]), tree["key"]
+        logging.info("resumed from step %d in %s", start, workdir)
+    if export_only:
+        if resumed is None:
+            raise FileNotFoundError(f"--export: no checkpoint in {workdir}")
+        return {"export": str(export(workdir, setup, theta, start))} if primary else {}
+
+    logging.info("particles sharded over %d of %d device(s), %d process(es)", setup.mesh_size, jax.device_count(),
+                 jax.process_count())
+    writer = monitoring.Writer(workdir, purge_step=start if start else None, enabled=primary)
+    if start == 0:
+        writer.text("config", "```\n" + json.dumps(setup.config, indent=2) + "\n```")
+    evaluator = Evaluator(setup.arch, setup.eval_family, setup.eval_tasks, setup.eval_steps, setup.eval_curve_every,
+                          setup.eval_adam_lr, k_eval)
+    summary: dict = {}
+    if start == 0 and primary:
+        summary.update(evaluator.run(writer, 0, sharding.to_host(theta)))
+    pending: list[dict] = []
+    last_t, last_step = time.perf_counter(), start
+    with resume.Stop() as stop, tqdm.tqdm(total=setup.num_steps, initial=start, desc="meta-train", unit="step") as bar:
+        step, stopping = start, False
+        while step < setup.num_steps and not stopping:
+            k_step = jax.random.fold_in(k_run, step)
+            theta, opt_state, metrics = _meta_step(setup, mesh, groups, theta, opt_state, states, k_step, step)
+            pending.append(metrics)
+            step += 1
+            bar.update(1)
+            if on_step is not None:
+                on_step(step)
+            stopping = stop.agreed()
+            if step % setup.log_every == 0 or step == setup.num_steps or stopping:
+                now = time.perf_counter()
+                rate = (step - last_step) * setup.inner_steps_per_meta_step(groups.ests) / (now - last_t)
+                logged = _log(writer, step, pending, setup, rate)
+                bar.set_postfix({"meta_loss": f"{logged['meta/loss']:.4f}", "inner_steps/s": f"{rate:,.0f}"})
+                pending, last_t, last_step = [], now, step
+            _side_work(setup, mesh, writer, evaluator, groups, theta, states, k_step, step, primary, summary)
+            if step % setup.checkpoint_every == 0 or step == setup.num_steps or stopping:
+                resume.save(workdir, step, theta, opt_state, states, k_run, groups, setup)
+    summary["step"] = step
+    if step >= setup.num_steps and primary:
+        summary["export"] = str(export(workdir, setup, theta, step))
+        writer.hparams(monitoring.flat_hparams(setup.config),
+                       {k: v for k, v in summary.items() if k.startswith("eval/")})
+    writer.close()
+    summary["theta"], summary["opt_state"] = theta, opt_state
+    return summary
+
+
+def _meta_step(setup: Setup, mesh, groups: Groups, theta, opt_state, states: list, k_step: jax.Array, step: int):
+    """One meta-step: every group's estimate (states updated in place), then the outer update."""
+    with jax.set_mesh(mesh):  # only the estimators' programs span the mesh
+        groups.advance(step, theta, states, jax.random.fold_in(k_step, 1))
+        grads, metrics = [], {}
+        for g in range(setup.num_groups):
+            estimate = estimators.compile_estimate(groups.ests[g])
+            grad, states[g], m = estimate(theta, states[g], jax.random.fold_in(k_step, 2 + g))
+            grads.append(grad)
+            metrics.update({f"group{g}/{k}": v for k, v in m.items()})
+            metrics[f"family/{groups.specs[g].name}/{g}/loss"] = m["meta/loss"]
+        theta, opt_state, om = outer_step(setup.outer, theta, opt_state, grads)
+    return theta, opt_state, metrics | om
+
+
+def _side_work(setup: Setup, mesh, writer: monitoring.Writer, evaluator: Evaluator, groups: Groups, theta,
+               states: list, k_step: jax.Array, step: int, primary: bool, summary: dict) -> None:
+    """Histograms, the variance probe and the held-out evaluation, each on its own cadence."""
+    if setup.histograms_every and step % setup.histograms_every == 0 and primary:
+        evaluator.histograms(writer, step, sharding.to_host(theta))
+    if setup.probe_every and step % setup.probe_every == 0:
+        with jax.set_mesh(mesh):
+            probe = estimators.variance_probe(groups.ests[0], theta, states[0], jax.random.fold_in(k_step, 0),
+                                              setup.probe_repeats)
+        writer.scalars(step, sharding.to_host(probe))
+    if (step % setup.eval_every == 0 or step == setup.num_steps) and primary:
+        summary.update(evaluator.run(writer, step, sharding.to_host(theta)))
+
+
+def _log(writer: monitoring.Writer, step: int, pending: list[dict], setup: Setup, rate: float) -> dict:
+    """Averages the steps since the last log on the host and writes them."""
+    host = sharding.to_host(pending)
+    keys = host[-1].keys()
+    avg = {k: float(np.mean([np.asarray(h[k], np.float64) for h in host if k in h])) for k in keys}
+    groups = sorted({k.split("/")[0] for k in avg if k.startswith("group")})
+    for name in ("meta/loss", "inner/resets", "inner/diverged", "inner/mean_step", "meta/grad_norm"):
+        vals = [avg[f"{g}/{name}"] for g in groups if f"{g}/{name}" in avg]
+        if vals:
+            avg[name] = float(np.sum(vals) if name.startswith("inner/r") or name.startswith("inner/d")
+                              else np.mean(vals))
+    avg["meta/grad_norm"] = avg.get("meta/grad_norm", float("nan"))
+    out = {k: v for k, v in avg.items() if not k.startswith("group")}
+    out["outer/learning_rate"] = float(setup.schedule(step - 1))
+    out["perf/inner_steps_per_s"] = rate
+    writer.scalars(step, out)
+    return out

@@ -1,0 +1,57 @@
+"""outer: the outer-optimizer recipe, the task groups' redraw schedule, the inner-step count (the
+loop itself runs end to end in test_cli and test_sharding)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import build, tiny
+from outer import OuterOptimizer, outer_step
+from outer.groups import Groups
+
+
+def test_outer_schedule_warms_up_then_decays_to_the_end_rate():
+    s = OuterOptimizer(peak_lr=2e-3, end_lr=5e-4, warmup_steps=10)
+    schedule = s.schedule(num_steps=100)
+    lrs = np.asarray([schedule(t) for t in range(101)])
+    assert lrs[0] == 0.0 and lrs[10] == pytest.approx(2e-3) and lrs[100] == pytest.approx(5e-4)
+    assert np.all(np.diff(lrs[:11]) > 0) and np.all(np.diff(lrs[10:]) <= 1e-12)
+
+
+def test_outer_step_averages_the_groups_and_skips_non_finite_gradients():
+    tx, _ = OuterOptimizer(peak_lr=1e-2, end_lr=1e-2, warmup_steps=0, weight_decay=0.0, clip=1.0).build(50)
+    theta = {"w": jnp.zeros(3)}
+    state = tx.init(theta)
+    g1, g2 = {"w": jnp.asarray([4.0, 0.0, 0.0])}, {"w": jnp.asarray([0.0, 0.0, 0.0])}
+    grad = {"w": jnp.asarray([2.0, 0.0, 0.0])}  # the groups' mean
+    ref_tx, _ = OuterOptimizer(peak_lr=1e-2, end_lr=1e-2, warmup_steps=0, weight_decay=0.0, clip=1.0).build(50)
+    ref_updates, _ = ref_tx.update(grad, ref_tx.init(theta), theta)
+    expected = np.asarray(optax.apply_updates(theta, ref_updates)["w"])
+    new, state, metrics = outer_step(tx, theta, state, [g1, g2])  # donates theta and state
+    np.testing.assert_allclose(new["w"], expected, rtol=1e-6)
+    assert expected[0] < 0 and expected[1] == 0.0
+    assert float(metrics["meta/grad_norm"]) == pytest.approx(2.0)
+    bad = {"w": jnp.asarray([jnp.nan, 0.0, 0.0])}
+    after, state, _ = outer_step(tx, jax.tree.map(jnp.copy, new), state, [bad, g2])
+    np.testing.assert_array_equal(after["w"], new["w"])  # a non-finite meta-gradient leaves θ alone
+
+
+def test_groups_are_redrawn_in_turn():
+    c = tiny.get_config()
+    c.groups.update(num=2, resample_every=10)
+    setup = build.build(c)
+    groups = Groups(setup, jax.random.key(3), mesh=None)
+    epochs = np.asarray([[groups.epoch(g, step) for g in range(2)] for step in range(30)])
+    changes = [np.flatnonzero(np.diff(epochs[:, g])) + 1 for g in range(2)]
+    np.testing.assert_array_equal(changes[0], [10, 20])
+    np.testing.assert_array_equal(changes[1], [5, 15, 25])  # offset by resample_every / num_groups
+
+
+def test_inner_steps_per_meta_step_sums_the_estimators_declared_counts():
+    setup = build.build(tiny.get_config())
+    est = setup.make_estimator(setup.family.task(setup.family.sample(jax.random.key(0))))
+    assert setup.inner_steps_per_meta_step([est, est]) == 2 * est.inner_steps_per_estimate
+    c = tiny.get_config()
+    assert est.inner_steps_per_estimate == 2 * c.estimator.num_tasks * c.estimator.trunc_length  # PES: pairs
