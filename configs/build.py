@@ -137,7 +137,11 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     eval_family = _family(c.eval.family, "eval.family") if len(c.eval.family) else family
     arch = _arch(c.lopt)
     make_estimator = _estimator_factory(c.estimator, arch)
-    est = make_estimator(family.task(family.sample(jax.random.key(c.seed))))  # the estimator's own checks
+    task = family.task(family.sample(jax.random.key(c.seed)))
+    try:
+        est = make_estimator(task)  # the estimator's own checks (e.g. a strategy × shaping full ES refuses)
+    except ValueError as e:
+        raise ValueError(f"config.estimator: {e}") from None
     mesh_size = _mesh_size(c.mesh, est)
     outer, schedule = OuterOptimizer(**c.outer.to_dict()).build(c.num_steps)
     return Setup(

@@ -5,6 +5,7 @@ hyperparameters, and follows the `Estimator` protocol (estimators/base.py):
 
     est.init(theta, key) -> state
     est.estimate(theta, state, key) -> (meta_grad, state, metrics)
+    est.resample(theta, state, key) -> state    (the state's noise redrawn, for the variance probe)
     est.num_particles, est.state_particle_axis, est.particle_setting, est.inner_steps_per_estimate
 
 where state is a `flax.struct` dataclass (the particle population, with `init`'s shapes and
@@ -38,6 +39,7 @@ import jax
 from estimators import sharding
 from estimators.base import OBJECTIVES, Estimator, Problem, SlotState, Slots, Truncation
 from estimators.bmg import BMG, MATCHINGS
+from estimators.compiled import PerClassJit, node_classes
 from estimators.es_single import ESSingle
 from estimators.full_es import SHAPINGS, STRATEGIES, FullES
 from estimators.pes import PES
@@ -75,16 +77,18 @@ def _estimate(est, theta, state, key):
     return est.estimate(theta, state, key)
 
 
-_jitted = jax.jit(_estimate, donate_argnums=(2,))
+_estimate_programs = PerClassJit(_estimate, donate_argnums=(2,))
 
 
 def compile_estimate(est: Estimator) -> Callable:
-    """`estimate(theta, state, key)` jitted with the estimator as an argument and the state donated."""
-    return lambda theta, state, key: _jitted(est, theta, state, key)
+    """`estimate(theta, state, key)` jitted with the estimator as an argument and the state
+    donated; estimators of different classes never share a program (`PerClassJit`)."""
+    program = _estimate_programs.program(est)
+    return lambda theta, state, key: program(est, theta, state, key)
 
 
 __all__ = [
-    "BMG", "ESSingle", "ESTIMATORS", "Estimator", "FullES", "LOProblem", "MATCHINGS", "OBJECTIVES", "PES", "Problem",
-    "SHAPINGS", "STRATEGIES", "SlotState", "Slots", "TBPTT", "sharding", "Truncation", "compile_estimate",
-    "get_estimator", "settings", "takes_truncation", "variance_probe",
+    "BMG", "ESSingle", "ESTIMATORS", "Estimator", "FullES", "LOProblem", "MATCHINGS", "OBJECTIVES", "PES",
+    "PerClassJit", "Problem", "SHAPINGS", "STRATEGIES", "SlotState", "Slots", "TBPTT", "sharding", "Truncation",
+    "compile_estimate", "get_estimator", "node_classes", "settings", "takes_truncation", "variance_probe",
 ]

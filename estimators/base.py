@@ -1,12 +1,14 @@
 """The two interfaces of the package and the shared machinery of the truncated estimators.
 
 `Estimator` is what callers (the outer loop, `estimators.sharding`, config checks) rely on:
-`init`, `estimate`, the particle count and axis, the setting that sets the count, and the inner
-steps behind one estimate. `Problem` is what an estimator unrolls: any object with
+`init`, `estimate`, `resample` (fresh noise for the variance probe), the particle count and axis,
+the setting that sets the count, and the inner steps behind one estimate. `Problem` is what an
+estimator unrolls: any object with
 
     init(theta, key) -> S               a fresh inner problem (new task instance, params, optimizer state)
     step(theta, s, key) -> (S, loss)    one inner update and the meta-objective term of that step
-    final_loss(theta, s, key) -> loss   the objective at the state reached (objective="final")
+    final_loss(theta, s, key) -> loss   the objective at state s (objective="truncation_end" takes it
+                                        at the state each slot reaches at the end of the truncation)
 
 where S is any pytree. A population holds `num_tasks` slots; each slot runs `M` members that
 share the task, the data and every key and differ only in the meta-parameters they apply
@@ -30,7 +32,9 @@ from flax import struct
 from estimators.sharding import constrain
 
 PyTree = Any
-OBJECTIVES = ("mean", "final")
+OBJECTIVES = ("mean", "truncation_end")
+RENAMED_OBJECTIVES = {"final": "objective 'final' was renamed 'truncation_end': it is the loss at the end of each "
+                               "truncation, not of the inner horizon"}
 
 
 class Problem(Protocol):
@@ -68,6 +72,15 @@ class Estimator(Protocol):
     def estimate(self, theta: PyTree, state: PyTree, key: jax.Array) -> tuple[PyTree, PyTree, dict[str, jax.Array]]:
         """(meta-gradient shaped like θ, the next state with `init`'s shapes and dtypes, flat metrics)."""
 
+    def resample(self, theta: PyTree, state: PyTree, key: jax.Array) -> PyTree:
+        """`state` with the noise that it carries into the next estimate drawn afresh from `key`
+        (same shapes and dtypes), so that estimates from independently resampled copies of one
+        state are independent draws of the estimator at that state. The variance probe calls it
+        before every repeat. ES-Single redraws each slot's perturbation, which otherwise holds
+        for the whole inner problem and makes every repeat identical; the default (`Truncated`,
+        full ES) returns `state` as is: `estimate` already draws all its noise from its key (PES's
+        accumulator is not such noise but the record of the noise its inner states were built with)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Truncation:
@@ -76,7 +89,10 @@ class Truncation:
     trunc_length: inner steps per estimate (K).
     min_horizon, max_horizon: inner-problem lengths are log-uniform over [min, max].
     lockstep: every slot starts together and runs exactly max_horizon steps (no staggering).
-    objective: "mean" of the per-step losses over the truncation, or the "final" loss.
+    objective: "mean" of the per-step losses over the truncation, or "truncation_end": the loss
+        (`Problem.final_loss`) at the state each slot reaches at the end of the truncation, which
+        is the end of the inner horizon only when the truncation covers it (full-horizon ES).
+        ("final", its former name, is refused with that explanation.)
     max_loss: a loss above this (or non-finite) marks the slot diverged: it is masked and reset.
     """
 
@@ -92,6 +108,8 @@ class Truncation:
             raise ValueError(f"trunc_length must be >= 1, got {self.trunc_length}")
         if not 1 <= self.min_horizon <= self.max_horizon:
             raise ValueError(f"need 1 <= min_horizon <= max_horizon, got {self.min_horizon}, {self.max_horizon}")
+        if self.objective in RENAMED_OBJECTIVES:
+            raise ValueError(RENAMED_OBJECTIVES[self.objective])
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; valid: {list(OBJECTIVES)}")
         if not self.max_loss > 0:
@@ -130,6 +148,11 @@ class Truncated:
     @property
     def inner_steps_per_estimate(self) -> int:
         return self.members * self.num_tasks * self.trunc.trunc_length
+
+    def resample(self, theta: PyTree, state: PyTree, key: jax.Array) -> PyTree:
+        """`Estimator.resample`'s default: `estimate` draws all its noise from its key."""
+        del theta, key
+        return state
 
 
 @struct.dataclass

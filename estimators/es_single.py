@@ -4,6 +4,8 @@ Each slot draws one antithetic perturbation ε when its inner problem starts and
 the problem ends; every truncation's estimate is ε(L⁺ − L⁻)/(2σ²). Summed over the truncations
 of one problem this is exactly full-horizon antithetic ES, yet θ moves after every truncation.
 A slot that restarts inside a truncation applies its next perturbation from the reset on.
+Given its state, an estimate is therefore nearly deterministic (only the data vary): `resample`
+redraws the perturbations, so that the variance probe sees the noise of the estimator.
 
 >>> import jax, inner_tasks, lopt
 >>> from estimators import LOProblem, Truncation
@@ -48,6 +50,10 @@ class ESSingle(base.Truncated):
         k_slots, k_eps = jax.random.split(key)
         slots = base.init_slots(self.problem, self.trunc, theta, k_slots, self.num_tasks, self.members)
         return ESSingleState(slots=slots, eps=base.perturbations(k_eps, theta, self.num_tasks, self.sigma))
+
+    def resample(self, theta: PyTree, state: ESSingleState, key: jax.Array) -> ESSingleState:
+        """The state with every slot's perturbation redrawn as `init` draws it (`Estimator.resample`)."""
+        return state.replace(eps=base.perturbations(key, theta, self.num_tasks, self.sigma))
 
     def estimate(self, theta: PyTree, state: ESSingleState, key: jax.Array):
         k_eps, k_run = jax.random.split(key)

@@ -3,9 +3,20 @@
 Each estimate evaluates the strategy's population on `num_tasks` fresh inner problems run for
 the whole horizon (all members share tasks, data and keys), shapes the fitness with evosax's
 shaping function and lets the strategy update its search distribution. The returned gradient
-is θ − m', the strategy's proposed step: strategies that take an optax optimizer get plain
-SGD(1), so for OpenES it is the (shaped) ES gradient and for PGPE that gradient times σ²
-(evosax's convention); the outer optimizer sets the step size. The strategy's other state (adapted std, covariance) persists across estimates.
+is θ − m', the strategy's proposed step (strategies that take an optax optimizer get plain
+SGD(1)); the outer optimizer sets the step size. The strategy's other state (adapted std,
+covariance) persists across estimates. The step's scale at std σ, for ĝ = ∇L/‖∇L‖ in the linear
+limit with P = 64 members (measured on the linear-quadratic toy: tests/test_full_es_strategies.py):
+
+    open_es      identity: ∇L (unbiased); default (= centered_rank): ĝ/(2√π σ) ≈ 0.28 ĝ/σ;
+                 standardize: ĝ/σ; normalize: ≈ 0.43 ĝ/σ (÷ the largest |ĝ·ε|/σ: falls slowly with P)
+    pgpe         σ² × open_es's with the same shaping (evosax's convention): identity gives σ²∇L
+    snes         c·σ·ĝ, c ≈ 1.30 default, 1.55 centered_rank, 1.59 standardize, 1.53 normalize
+    (sep_)cma_es ≈ 1.31·σ·ĝ (default, its only shaping)
+
+Only identity shaping follows ∇L's magnitude; the other steps are fixed by σ and P, and SNES's
+and CMA-ES's by their own learning rates and adapted σ (and covariance). `STRATEGIES` says which
+shapings each strategy accepts and why; the others are refused when the estimator is built.
 
 >>> import jax, inner_tasks, lopt
 >>> from estimators import LOProblem
@@ -19,8 +30,9 @@ SGD(1), so for OpenES it is the (shaped) ES gradient and for PGPE that gradient 
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,16 +45,6 @@ from estimators import base
 
 PyTree = Any
 
-# name -> (class in evosax.algorithms, takes an optax optimizer, sets std through params.std_init).
-# Classes are looked up when used: importing evosax.algorithms runs JAX computations, which
-# would start the backend before a multi-host run can call jax.distributed.initialize.
-STRATEGIES = {
-    "open_es": ("Open_ES", True, False),
-    "pgpe": ("PGPE", True, True),
-    "snes": ("SNES", True, True),
-    "cma_es": ("CMA_ES", False, True),
-    "sep_cma_es": ("Sep_CMA_ES", False, True),
-}
 SHAPINGS = {
     "default": None,
     "identity": fitness_shaping.identity_fitness_shaping_fn,
@@ -50,6 +52,45 @@ SHAPINGS = {
     "standardize": fitness_shaping.standardize_fitness_shaping_fn,
     "normalize": fitness_shaping.normalize_fitness_shaping_fn,
 }
+
+
+class Strategy(NamedTuple):
+    """An evosax strategy as FullES drives it. Its class is looked up when used: importing
+    evosax.algorithms runs JAX computations, which would start the backend before a multi-host
+    run can call jax.distributed.initialize."""
+
+    cls_name: str  # the class in evosax.algorithms
+    takes_optimizer: bool  # takes an optax optimizer (FullES gives it SGD(1))
+    std_init: bool  # sets its initial std through params.std_init
+    shapings: tuple[str, ...]  # the fitness shapings its update can use
+    utilities: bool  # its update climbs the shaped values (see `_utilities`)
+    why_not: str = ""  # why it refuses the other shapings
+
+
+# OpenES and PGPE step against Σ f̃ᵢεᵢ (antithetic): lower shaped fitness is better, as for the
+# loss, so every shaping applies to the loss. SNES, CMA-ES and Sep-CMA-ES step along Σ uᵢεᵢ with
+# utilities u, higher is better (their default: evosax's rank weights); SNES takes a shaping as
+# `_utilities` of it, CMA-ES only its own weights.
+STRATEGIES = {
+    "open_es": Strategy("Open_ES", True, False, tuple(SHAPINGS), False),
+    "pgpe": Strategy("PGPE", True, True, tuple(SHAPINGS), False),
+    "snes": Strategy("SNES", True, True, ("default", "centered_rank", "standardize", "normalize"), True,
+                     "raw losses are not utilities: SNES samples without antithetic pairs, so its step and std "
+                     "would follow the loss's offset and units"),
+    **{name: Strategy(cls_name, False, True, ("default",), True,
+                      "it recombines with its own rank weights, from which its learning rates, μ_eff and evolution "
+                      "paths are derived; other values move the mean too far and blow up σ and the covariance")
+       for name, cls_name in (("cma_es", "CMA_ES"), ("sep_cma_es", "Sep_CMA_ES"))},
+}
+
+
+def _utilities(shape_fn, population, fitness, state, params):
+    """A shaping as utilities for a strategy that climbs them (SNES): −shape(loss), so that a
+    lower loss ranks higher, scaled to the norm of the strategy's default rank weights, the scale
+    its std learning rate is set for (unscaled, centered ranks have 12× that norm at P = 64 and
+    standardized losses 40×: σ random-walks, to 1e-6 of its start within ten estimates on a toy)."""
+    u = -shape_fn(population, fitness, state, params)
+    return u * jnp.linalg.norm(params.weights) / jnp.maximum(jnp.linalg.norm(u), jnp.finfo(u.dtype).tiny)
 
 
 @struct.dataclass
@@ -61,6 +102,8 @@ class FullESState:
 class FullES:
     """Static: problem, strategy and shaping names, population_size, horizon, num_tasks,
     objective, max_loss. Traced: sigma (the initial std of the search distribution).
+    objective: as `base.Truncation`'s; its one truncation is the whole horizon, so here
+    "truncation_end" is the loss at the end of the inner horizon.
 
     Its particles are the population members: the state (the search distribution) is shared by
     all of them, and the inner states it builds run over them along axis 1."""
@@ -83,6 +126,10 @@ class FullES:
             raise ValueError(f"unknown evosax strategy {self.strategy!r}; valid: {sorted(STRATEGIES)}")
         if self.fitness_shaping not in SHAPINGS:
             raise ValueError(f"unknown fitness shaping {self.fitness_shaping!r}; valid: {sorted(SHAPINGS)}")
+        spec = STRATEGIES[self.strategy]
+        if self.fitness_shaping not in spec.shapings:
+            raise ValueError(f"fitness_shaping={self.fitness_shaping!r} does not work with strategy={self.strategy!r}: "
+                             f"{spec.why_not}. Valid shapings for {self.strategy!r}: {list(spec.shapings)}")
         if self.population_size < 2 or self.population_size % 2:
             raise ValueError(f"population_size must be even and >= 2, got {self.population_size}")
         base.Truncation(trunc_length=self.horizon, objective=self.objective, max_loss=self.max_loss,
@@ -104,18 +151,19 @@ class FullES:
     def _strategy(self, theta: PyTree):
         from evosax import algorithms  # pylint: disable=import-outside-toplevel  (see STRATEGIES)
 
-        cls_name, takes_opt, std_param = STRATEGIES[self.strategy]
-        cls = getattr(algorithms, cls_name)
+        spec = STRATEGIES[self.strategy]
+        cls = getattr(algorithms, spec.cls_name)
         kwargs = {}
-        if takes_opt:
+        if spec.takes_optimizer:
             kwargs["optimizer"] = optax.sgd(1.0)
         if self.strategy == "open_es":
             kwargs["std_schedule"] = optax.constant_schedule(self.sigma)
-        if SHAPINGS[self.fitness_shaping] is not None:
-            kwargs["fitness_shaping_fn"] = SHAPINGS[self.fitness_shaping]
+        shape_fn = SHAPINGS[self.fitness_shaping]
+        if shape_fn is not None:
+            kwargs["fitness_shaping_fn"] = functools.partial(_utilities, shape_fn) if spec.utilities else shape_fn
         es = cls(population_size=self.population_size, solution=theta, **kwargs)
         params = es.default_params
-        if std_param:
+        if spec.std_init:
             params = params.replace(std_init=self.sigma)
         return es, params
 
@@ -123,6 +171,11 @@ class FullES:
         es, params = self._strategy(theta)
         with jax.numpy_rank_promotion("allow"):  # evosax relies on implicit rank promotion
             return FullESState(es.init(key, theta, params))
+
+    def resample(self, theta: PyTree, state: FullESState, key: jax.Array) -> FullESState:
+        """The state as is (`Estimator.resample`): every estimate draws a fresh population."""
+        del theta, key
+        return state
 
     def fitness(self, population: PyTree, key: jax.Array) -> tuple[jax.Array, base.Unrolled]:
         """Mean objective of each member (leading axis P) over num_tasks full-horizon runs."""

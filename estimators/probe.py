@@ -1,5 +1,11 @@
 """Variance probe: repeated estimates at a fixed θ from one population state.
 
+Each repeat resamples the noise the state carries (`Estimator.resample`: ES-Single's per-slot
+perturbations; nothing for the estimators whose `estimate` draws all its noise from its key)
+and estimates from that copy with its own key, so the repeats are independent draws of the
+estimator at that state. The state passed in is only read (not donated): training continues
+from it unchanged. Under a mesh (`jax.set_mesh`) the repeats run on the sharded population.
+
 >>> import jax, inner_tasks, lopt
 >>> from estimators import LOProblem, PES, Truncation
 >>> problem = LOProblem(task=inner_tasks.get_task("quadratic", dim=4), arch=lopt.LearnableAdam())
@@ -12,20 +18,25 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from estimators.compiled import PerClassJit
+
 PyTree = Any
 
 
-@functools.partial(jax.jit, static_argnames=("repeats",))
-def variance_probe(est, theta: PyTree, state: Any, key: jax.Array, repeats: int = 32) -> dict[str, jax.Array]:
+def _variance_probe(est, theta: PyTree, state: Any, key: jax.Array, repeats: int = 32) -> dict[str, jax.Array]:
     """Statistics of `repeats` independent estimates at (θ, state): the total variance
     tr Cov(ĝ), the squared mean norm, their ratio and the signal-to-noise ratio ‖ḡ‖/√tr Cov."""
-    grads = jax.vmap(lambda k: est.estimate(theta, state, k)[0])(jax.random.split(key, repeats))
+
+    def one(k):
+        k_noise, k_estimate = jax.random.split(k)
+        return est.estimate(theta, est.resample(theta, state, k_noise), k_estimate)[0]
+
+    grads = jax.vmap(one)(jax.random.split(key, repeats))
     flat = jnp.concatenate([g.reshape(repeats, -1) for g in jax.tree.leaves(grads)], axis=1)
     mean = jnp.mean(flat, axis=0)
     total_var = jnp.sum(jnp.var(flat, axis=0, ddof=1))
@@ -36,3 +47,7 @@ def variance_probe(est, theta: PyTree, state: Any, key: jax.Array, repeats: int 
         "probe/relative_variance": total_var / jnp.maximum(mean_sq, 1e-30),
         "probe/snr": jnp.sqrt(mean_sq / jnp.maximum(total_var, 1e-30)),
     }
+
+
+# Jitted per estimator class (see estimators/compiled.py); the state is read, not donated.
+variance_probe = PerClassJit(_variance_probe, static_argnames=("repeats",))

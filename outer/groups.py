@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import jax
 
-from estimators import Estimator, sharding
+from estimators import Estimator, PerClassJit, sharding
 from outer.setup import Setup
 
 
-@jax.jit
-def _init_state(est: Estimator, theta, key: jax.Array):
+def _init(est: Estimator, theta, key: jax.Array):
     return est.init(theta, key)
+
+
+_init_state = PerClassJit(_init)  # one program per estimator class (see estimators.PerClassJit)
 
 
 class Groups:

@@ -9,7 +9,7 @@ import ml_collections
 import pytest
 
 import inner_tasks
-from configs import build, mulo_mup, mulo_sp
+from configs import build, full_es, mulo_mup, mulo_sp
 
 RECIPES = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
                  if p.stem not in ("__init__", "base", "build"))
@@ -65,4 +65,12 @@ def test_mixture_rejects_keys_beside_members():
     c = _mixture(mlp=dict(widths=(8,)))
     c.family.weights = (1.0,)
     with pytest.raises(ValueError, match=r"only members.*\['weights'\]"):
+        build.build(c)
+
+
+def test_full_es_refuses_a_strategy_shaping_pair_in_one_clear_error():
+    c = full_es.get_config()
+    c.estimator.update(strategy="cma_es", fitness_shaping="centered_rank")
+    with pytest.raises(ValueError, match=r"^config\.estimator: fitness_shaping='centered_rank' does not work with "
+                                         r"strategy='cma_es': .*Valid shapings for 'cma_es': \['default'\]$"):
         build.build(c)

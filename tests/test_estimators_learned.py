@@ -14,7 +14,7 @@ from evosax.algorithms import NoiseReuseES, PersistentES
 import estimators
 import inner_tasks
 import lopt
-from estimators import BMG, ESSingle, FullES, LOProblem, PES, TBPTT, Truncation, bmg
+from estimators import BMG, ESSingle, FullES, LOProblem, PES, PerClassJit, TBPTT, Truncation, bmg
 from estimators.toy import InfluenceBalancing
 
 
@@ -25,7 +25,7 @@ def quad_problem(lr=1e-3, normalize=True, dim=8):
 
 def test_bmg_with_one_target_step_is_step_size_times_truncated_backprop():
     problem = quad_problem(lr=3e-2, normalize=False)
-    trunc = Truncation(trunc_length=6, min_horizon=100, max_horizon=100, lockstep=True, objective="final")
+    trunc = Truncation(trunc_length=6, min_horizon=100, max_horizon=100, lockstep=True, objective="truncation_end")
     theta = problem.arch.init(jax.random.key(0))
     bmg = BMG(problem=problem, trunc=trunc, num_tasks=3, target_steps=1, matching="sqdist_raw", target_lr=0.05)
     tbptt = TBPTT(problem=problem, trunc=trunc, num_tasks=3)
@@ -74,8 +74,7 @@ def test_bmg_kl_matching_on_a_classifier():
                   jax.random.key(0), "kl")
 
 
-@functools.partial(jax.jit, static_argnames=("steps",))
-def _influence_ours(est, key, steps):
+def _influence_ours_fn(est, key, steps):
     opt = optax.sgd(1e-4)
     theta = {"theta": jnp.asarray(0.5)}
     state = (theta, opt.init(theta), est.init(theta, key))
@@ -88,6 +87,9 @@ def _influence_ours(est, key, steps):
 
     (theta, _, _), _ = jax.lax.scan(body, state, jax.random.split(key, steps))
     return theta["theta"]
+
+
+_influence_ours = PerClassJit(_influence_ours_fn, static_argnames=("steps",))  # one program per class
 
 
 @functools.partial(jax.jit, static_argnames=("cls", "steps", "n"))
@@ -151,6 +153,10 @@ def test_every_estimator_is_registered_and_names_are_checked():
         Truncation(min_horizon=10, max_horizon=5)
     with pytest.raises(ValueError, match="objective"):
         Truncation(objective="median")
+    with pytest.raises(ValueError, match="'final' was renamed 'truncation_end': .* not of the inner horizon"):
+        Truncation(objective="final")
+    with pytest.raises(ValueError, match="'final' was renamed 'truncation_end'"):
+        FullES(problem=None, objective="final")
 
 
 @pytest.mark.parametrize("name", [n if n in ("pes", "bmg") else pytest.param(n, marks=pytest.mark.slow)

@@ -74,6 +74,27 @@ def test_meta_gradients_match_one_device_in_float64(x64, make):
         assert not re.search(r"all-gather|all-to-all", hlo)  # ... and no particle's state ever moves
 
 
+def test_variance_probe_on_a_mesh_matches_one_device_in_float64(x64):
+    """As the outer loop calls it (`jax.set_mesh`, the state placed on the mesh): ES-Single's
+    probe, which redraws the sharded slots' perturbations, gives the numbers of one device and
+    leaves the sharded state in place."""
+    problem = LinearQuadratic.create(jax.random.key(0), n=8, p=4, dtype=jnp.float64)
+    est = ESSingle(problem=problem, trunc=Truncation(trunc_length=4, min_horizon=6, max_horizon=20), num_tasks=8,
+                   sigma=0.1)
+    theta = {"theta": jnp.asarray([0.3, -0.2, 0.5, 0.1], jnp.float64)}
+    state = jax.jit(est.init)(theta, jax.random.key(1))
+    one = sharding.to_host(estimators.variance_probe(est, theta, state, jax.random.key(2), 4))
+    mesh = sharding.make_mesh(4)
+    with jax.set_mesh(mesh):
+        state = sharding.place(est, state, mesh)
+        theta_m, est_m = sharding.replicate(theta, mesh), sharding.replicate(est, mesh)
+        four = sharding.to_host(estimators.variance_probe(est_m, theta_m, state, jax.random.key(2), 4))
+    assert one["probe/total_variance"] > 1e-2 * one["probe/mean_norm"] ** 2  # the repeats really differ
+    for name in one:
+        np.testing.assert_allclose(four[name], one[name], rtol=1e-9)
+    assert {s.data.shape for s in state.eps["theta"].addressable_shards} == {(2, 4)}
+
+
 # Sharded programs of the learned optimizer on a real task take 35 s (PES) to minutes (BMG, which
 # differentiates through the unroll and its target scan) to compile on CI's two cores; CI covers
 # the same code through the CLI tests (tiny runs on 2 devices) and the float64 checks above.
