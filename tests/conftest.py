@@ -41,6 +41,14 @@ def fashion_mnist_dir():
 
 
 @pytest.fixture
+def x64():
+    """Float64 for the test (exact-gradient checks), restored afterwards."""
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+@pytest.fixture
 def same_trajectory():
     """Checks that θ − θ₀ of a run agrees with a reference run's to 1% (runs that differ only in
     float rounding, e.g. on another device count: AdamW's first steps normalize each coordinate,

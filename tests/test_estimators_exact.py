@@ -19,11 +19,7 @@ from estimators.toy import LinearQuadratic
 T, SIGMA = 20, 0.1
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (tests/conftest.py)
 
 
 def lq():

@@ -34,11 +34,7 @@ REFUSED = [(st, sh) for st, sh in itertools.product(STRATEGIES, SHAPINGS) if (st
 CI = [("open_es", "default"), ("pgpe", "default"), ("snes", "standardize")]
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (tests/conftest.py)
 
 
 def lq():

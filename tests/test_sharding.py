@@ -45,13 +45,6 @@ def _estimates(est, theta, size: int, repeats: int = 2):
     return grads, state, sharding.to_host(metrics), step.as_text()
 
 
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 @pytest.mark.parametrize("make", [
     lambda p, t: PES(problem=p, trunc=t, num_tasks=8, sigma=0.1),
     lambda p, t: ESSingle(problem=p, trunc=t, num_tasks=8, sigma=0.1),
