@@ -142,17 +142,20 @@ def _side_work(setup: Setup, mesh, writer: monitoring.Writer, evaluator: Evaluat
         summary.update(evaluator.run(writer, step, sharding.to_host(theta)))
 
 
+# Per-group metrics that are counts: summed over the groups; every other one is averaged.
+COUNTS = ("inner/resets", "inner/diverged", "meta/dropped", "bmg/bad_targets")
+
+
 def _log(writer: monitoring.Writer, step: int, pending: list[dict], setup: Setup, rate: float) -> dict:
-    """Averages the steps since the last log on the host and writes them."""
+    """Averages the steps since the last log on the host, combines the groups' metrics (every
+    estimator's own metrics included: counts summed over groups, the rest averaged) and writes them."""
     host = sharding.to_host(pending)
     keys = host[-1].keys()
     avg = {k: float(np.mean([np.asarray(h[k], np.float64) for h in host if k in h])) for k in keys}
-    groups = sorted({k.split("/")[0] for k in avg if k.startswith("group")})
-    for name in ("meta/loss", "inner/resets", "inner/diverged", "inner/mean_step", "meta/grad_norm"):
-        vals = [avg[f"{g}/{name}"] for g in groups if f"{g}/{name}" in avg]
-        if vals:
-            avg[name] = float(np.sum(vals) if name.startswith("inner/r") or name.startswith("inner/d")
-                              else np.mean(vals))
+    per_group = [k for k in avg if k.startswith("group")]
+    for name in sorted({k.split("/", 1)[1] for k in per_group}):
+        vals = [avg[k] for k in per_group if k.split("/", 1)[1] == name]
+        avg[name] = float(np.sum(vals) if name in COUNTS else np.mean(vals))
     avg["meta/grad_norm"] = avg.get("meta/grad_norm", float("nan"))
     out = {k: v for k, v in avg.items() if not k.startswith("group")}
     out["outer/learning_rate"] = float(setup.schedule(step - 1))

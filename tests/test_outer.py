@@ -55,3 +55,23 @@ def test_inner_steps_per_meta_step_sums_the_estimators_declared_counts():
     assert setup.inner_steps_per_meta_step([est, est]) == 2 * est.inner_steps_per_estimate
     c = tiny.get_config()
     assert est.inner_steps_per_estimate == 2 * c.estimator.num_tasks * c.estimator.trunc_length  # PES: pairs
+
+
+def test_log_writes_every_estimators_own_metrics_combined_over_groups(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import monitoring
+    from outer.loop import _log
+
+    step_metrics = {"group0/meta/loss": 1.0, "group1/meta/loss": 3.0, "group0/meta/dropped": 1.0,
+                    "group1/meta/dropped": 0.0, "group0/bmg/matching": 2.0, "group1/bmg/matching": 4.0,
+                    "group0/es/best_fitness": 0.5, "family/mlp/0/loss": 1.0, "meta/grad_norm": 7.0}
+    later = step_metrics | {"group1/meta/dropped": 1.0, "group0/bmg/matching": 4.0}
+    writer = monitoring.Writer(str(tmp_path))
+    out = _log(writer, 2, [step_metrics, later], build.build(tiny.get_config()), rate=10.0)
+    writer.close()
+    assert out["meta/loss"] == 2.0 and out["bmg/matching"] == 3.5 and out["es/best_fitness"] == 0.5
+    assert out["meta/dropped"] == 1.5  # a count: mean over the logged steps, summed over groups
+    assert not any(k.startswith("group") for k in out)
+    tags = EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"]
+    assert {"meta/dropped", "bmg/matching", "es/best_fitness", "family/mlp/0/loss"} <= set(tags)
