@@ -17,6 +17,8 @@ Sections (see meta_train.py for how each becomes a typed value):
 
 import ml_collections
 
+from estimators.base import DEFAULT_MAX_LOSS
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -30,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.estimator = ml_collections.ConfigDict(dict(
         name="pes", num_tasks=8, sigma=0.01,
         trunc_length=20, min_horizon=100, max_horizon=500, lockstep=False,
-        objective="mean", split="train", normalize=True, max_loss=100.0,
+        objective="mean", split="train", normalize=True, max_loss=DEFAULT_MAX_LOSS,
         # full_es only
         strategy="open_es", fitness_shaping="default", population_size=16, horizon=200,
         # bmg only

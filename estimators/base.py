@@ -13,10 +13,22 @@ estimator unrolls: any object with
 where S is any pytree. A population holds `num_tasks` slots; each slot runs `M` members that
 share the task, the data and every key and differ only in the meta-parameters they apply
 (M=2 for an antithetic pair θ±ε, M=1 for the gradient-based estimators). Slots are
-step-unlocked: each has its own step counter and horizon, and a slot whose horizon ends, or
-whose loss diverges, restarts on a freshly sampled task inside the truncation. `Truncated` gives
-the truncated estimators their `Estimator` attributes; `SlotState` is the state of those (TBPTT,
-BMG) that keep nothing per slot but the slots.
+step-unlocked: each has its own step counter and horizon, and a slot whose horizon ends restarts
+on a freshly sampled task inside the truncation. `Truncated` gives the truncated estimators their
+`Estimator` attributes; `SlotState` is the state of those (TBPTT, BMG) that keep nothing per slot
+but the slots.
+
+Divergence (one rule for every estimator): a member whose per-step objective is non-finite or
+reaches `max_loss` is dead for the rest of its inner problem. Every objective term it produces
+from that step on, the diverging one included, is the constant `max_loss`; its state is frozen
+and cut from the backward pass, so no NaN or inf reaches a gradient. Its twin (the other member
+of an antithetic pair) runs on unaffected, and the slot keeps its horizon: problem boundaries
+never depend on θ. Each estimator therefore estimates its usual quantity for the capped
+objective ℓ̃_t = ℓ_t before the first divergence, max_loss from it on: the ES estimators are
+unbiased for its Gaussian smoothing, which rises toward θ that diverge, so a perturbation that
+diverges pushes θ away; TBPTT and BMG differentiate it exactly (a diverging step adds nothing but
+a constant). The price is the dead members' steps, computed and discarded until the horizon ends
+(`inner/dead` counts the dead members after each estimate).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from estimators.sharding import constrain
 
 PyTree = Any
 OBJECTIVES = ("mean", "truncation_end")
+DEFAULT_MAX_LOSS = 100.0  # the shared default: 100× the problem's first loss when normalized
 RENAMED_OBJECTIVES = {"final": "objective 'final' was renamed 'truncation_end': it is the loss at the end of each "
                                "truncation, not of the inner horizon"}
 
@@ -70,7 +83,11 @@ class Estimator(Protocol):
     def init(self, theta: PyTree, key: jax.Array) -> PyTree: ...
 
     def estimate(self, theta: PyTree, state: PyTree, key: jax.Array) -> tuple[PyTree, PyTree, dict[str, jax.Array]]:
-        """(meta-gradient shaped like θ, the next state with `init`'s shapes and dtypes, flat metrics)."""
+        """(meta-gradient shaped like θ, the next state with `init`'s shapes and dtypes, flat metrics).
+
+        The metrics hold at least `meta/loss`, `meta/grad_norm`, `meta/masked` (slots or members
+        left out of the estimate because their contribution was not finite) and `meta/dropped`
+        (1 when nothing was left: the gradient is zeros and callers must not step on it)."""
 
     def resample(self, theta: PyTree, state: PyTree, key: jax.Array) -> PyTree:
         """`state` with the noise that it carries into the next estimate drawn afresh from `key`
@@ -93,7 +110,8 @@ class Truncation:
         (`Problem.final_loss`) at the state each slot reaches at the end of the truncation, which
         is the end of the inner horizon only when the truncation covers it (full-horizon ES).
         ("final", its former name, is refused with that explanation.)
-    max_loss: a loss above this (or non-finite) marks the slot diverged: it is masked and reset.
+    max_loss: a per-step objective at or above this (or non-finite) marks the member dead: it
+        contributes max_loss for the rest of its inner problem (the module docstring's rule).
     """
 
     trunc_length: int = 20
@@ -101,7 +119,7 @@ class Truncation:
     max_horizon: int = 1000
     lockstep: bool = False
     objective: str = "mean"
-    max_loss: float = math.inf
+    max_loss: float = DEFAULT_MAX_LOSS
 
     def __post_init__(self):
         if self.trunc_length < 1:
@@ -112,8 +130,8 @@ class Truncation:
             raise ValueError(RENAMED_OBJECTIVES[self.objective])
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; valid: {list(OBJECTIVES)}")
-        if not self.max_loss > 0:
-            raise ValueError(f"max_loss must be positive, got {self.max_loss}")
+        if not (self.max_loss > 0 and math.isfinite(self.max_loss)):
+            raise ValueError(f"max_loss must be a positive finite number, got {self.max_loss}")
 
     def sample_horizon(self, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
         """Log-uniform integer horizons in [min_horizon, max_horizon] (max_horizon in lockstep)."""
@@ -126,11 +144,13 @@ class Truncation:
 
 @struct.dataclass
 class Slots:
-    """The population: inner states (N, M, ...), per-slot step counters and horizons (N,)."""
+    """The population: inner states (N, M, ...), per-slot step counters and horizons (N,), and
+    which members are dead (N, M) under the divergence rule."""
 
     inner: PyTree
     step: jax.Array
     horizon: jax.Array
+    dead: jax.Array
 
 
 class Truncated:
@@ -169,8 +189,9 @@ class Unrolled:
     before_NxM: jax.Array  # objective terms of the problem the slot started the truncation on
     after_NxM: jax.Array  # ... and of the problems started inside the truncation
     reset_N: jax.Array  # number of resets inside the truncation
-    diverged_N: jax.Array  # number of steps masked as diverged
-    loss_NxM: jax.Array  # mean raw per-step objective (for logging)
+    diverged_N: jax.Array  # number of members that diverged inside the truncation
+    loss_NxM: jax.Array  # mean per-step objective, capped (for logging)
+    dead_N: jax.Array  # number of dead members at the end of the truncation
 
 
 def tree_select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
@@ -211,7 +232,7 @@ def init_slots(problem: Problem, trunc: Truncation, theta: PyTree, key: jax.Arra
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (members,) + jnp.shape(x)), s)
 
     inner = jax.vmap(one)(jax.random.split(k_init, n))
-    slots = Slots(inner=inner, step=jnp.zeros((n,), jnp.int32), horizon=horizon)
+    slots = Slots(inner=inner, step=jnp.zeros((n,), jnp.int32), horizon=horizon, dead=jnp.zeros((n, members), bool))
     return constrain(slots) if particle_axis == 0 else slots.replace(inner=constrain(inner, particle_axis))
 
 
@@ -222,7 +243,8 @@ def unroll(
     """All slots for one truncation, a `lax.scan` over steps of a step vmapped over slots and
     members. thetas_*: leaves (N, M, ...); `thetas_after` (None: the same) applies from a slot's
     first reset inside the truncation. Fresh problems are built only on steps where some slot
-    restarts (`lax.cond` at population level), so resets cost nothing on the other steps.
+    restarts (`lax.cond` at population level), so resets cost nothing on the other steps. Dead
+    members follow the module docstring's rule (`_guarded`).
 
     Under a mesh (see `estimators.sharding`), the carry is pinned to the particle axis: the
     slots (`particle_axis=0`) or the members (`particle_axis=1`, full-horizon ES)."""
@@ -239,44 +261,73 @@ def unroll(
         return thetas_before if thetas_after is None else jax.vmap(tree_select)(after, thetas_after, thetas_before)
 
     def body(carry, k):
-        inner, step, horizon, after = carry
-        inner, (step, horizon, after) = pin(inner), per_slot_pin((step, horizon, after))
+        inner, step, horizon, after, dead = carry
+        inner, (step, horizon, after, dead) = pin(inner), per_slot_pin((step, horizon, after, dead))
         k_reset, k_h, k_step = jax.random.split(k, 3)
         reset = step >= horizon
         after = after | reset
+        dead = dead & ~reset[:, None]
         thetas = current(after)
         restart = lambda inner: jax.vmap(tree_select)(reset, init_all(thetas, jax.random.split(k_reset, n)), inner)
         inner = jax.lax.cond(jnp.any(reset), restart, lambda inner: inner, inner)
         horizon = jnp.where(reset, trunc.sample_horizon(k_h, (n,)), horizon)
         step = jnp.where(reset, 0, step)
-        inner, loss_NxM = per_slot(problem.step)(thetas, inner, jax.random.split(k_step, n))
-        ok = jnp.all(jnp.isfinite(loss_NxM) & (loss_NxM < trunc.max_loss), axis=1)
-        loss_NxM = jnp.where(ok[:, None], loss_NxM, 0.0)
-        horizon = jnp.where(ok, horizon, step + 1)  # a diverged slot restarts at the next step
-        return (inner, step + 1, horizon, after), (loss_NxM, after, reset, ~ok)
+        (thetas_in, inner_in) = _guarded(dead, (thetas, inner))
+        new, loss_NxM = per_slot(problem.step)(thetas_in, inner_in, jax.random.split(k_step, n))
+        diverged = ~dead & _diverges(loss_NxM, trunc.max_loss)
+        dead = dead | diverged
+        inner = _per_member(tree_select)(dead, inner_in, new)  # a dead member's state stays frozen
+        loss_NxM = jnp.where(dead, jnp.asarray(trunc.max_loss, loss_NxM.dtype), loss_NxM)
+        return (inner, step + 1, horizon, after, dead), (loss_NxM, after, reset, jnp.sum(diverged, axis=1))
 
-    carry = (slots.inner, slots.step, slots.horizon, jnp.zeros((n,), bool))
+    carry = (slots.inner, slots.step, slots.horizon, jnp.zeros((n,), bool), slots.dead)
     keys = jax.random.split(k_steps, trunc.trunc_length)
-    (inner, step, horizon, after), (loss_KxNxM, after_KxN, reset_KxN, bad_KxN) = jax.lax.scan(body, carry, keys)
+    (inner, step, horizon, after, dead), (loss_KxNxM, after_KxN, reset_KxN, div_KxN) = jax.lax.scan(body, carry, keys)
     inner = pin(inner)
+    diverged_N = jnp.sum(div_KxN, axis=0)
     k = trunc.trunc_length
     if trunc.objective == "mean":
         w_after = after_KxN.astype(loss_KxNxM.dtype)[:, :, None]
         before = jnp.sum(loss_KxNxM * (1 - w_after), axis=0) / k
         after_obj = jnp.sum(loss_KxNxM * w_after, axis=0) / k
     else:
-        final = per_slot(problem.final_loss)(current(after), inner, final_keys(key, n))
-        ok = jnp.all(jnp.isfinite(final) & (final < trunc.max_loss), axis=1) & (step > 0)
-        final = jnp.where(ok[:, None], final, 0.0)
+        final, dead, newly = final_objective(problem, trunc, current(after), inner, dead, final_keys(key, n))
         before = jnp.where(after[:, None], 0.0, final)
         after_obj = jnp.where(after[:, None], final, 0.0)
-        bad_KxN = bad_KxN.at[-1].set(bad_KxN[-1] | ~ok)
-        horizon = jnp.where(ok, horizon, step)
+        diverged_N = diverged_N + jnp.sum(newly, axis=1)
     out = Unrolled(
         before_NxM=before, after_NxM=after_obj, reset_N=jnp.sum(reset_KxN, axis=0),
-        diverged_N=jnp.sum(bad_KxN, axis=0), loss_NxM=jnp.mean(loss_KxNxM, axis=0),
+        diverged_N=diverged_N, loss_NxM=jnp.mean(loss_KxNxM, axis=0), dead_N=jnp.sum(dead, axis=1),
     )
-    return Slots(inner=inner, step=step, horizon=horizon), out
+    return Slots(inner=inner, step=step, horizon=horizon, dead=dead), out
+
+
+def _per_member(fn):
+    """fn(pred, *trees) mapped over slots and members: pred (N, M), tree leaves (N, M, ...)."""
+    return jax.vmap(jax.vmap(fn))
+
+
+def _guarded(dead_NxM: jax.Array, tree: PyTree) -> PyTree:
+    """`tree` (leaves (N, M, ...)) with the dead members' entries cut from the backward pass: the
+    select passes no cotangent to them, so whatever their (frozen, possibly overflowing) inputs
+    produce downstream, NaN or inf never reaches θ or a live member."""
+    return _per_member(tree_select)(dead_NxM, jax.lax.stop_gradient(tree), tree)
+
+
+def _diverges(loss: jax.Array, max_loss: float) -> jax.Array:
+    return ~jnp.isfinite(loss) | (loss >= max_loss)
+
+
+def final_objective(problem: Problem, trunc: Truncation, thetas: PyTree, inner: PyTree, dead: jax.Array,
+                    keys_N: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`Problem.final_loss` of every member at `inner` under the divergence rule:
+    (capped objective (N, M), members dead after it, members it killed)."""
+    thetas_in, inner_in = _guarded(dead, (thetas, inner))
+    per_slot = jax.vmap(jax.vmap(problem.final_loss, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
+    final = per_slot(thetas_in, inner_in, keys_N)
+    newly = ~dead & _diverges(final, trunc.max_loss)
+    dead = dead | newly
+    return jnp.where(dead, jnp.asarray(trunc.max_loss, final.dtype), final), dead, newly
 
 
 def final_keys(key: jax.Array, n: int) -> jax.Array:
@@ -284,27 +335,35 @@ def final_keys(key: jax.Array, n: int) -> jax.Array:
     return jax.random.split(jax.random.split(key)[1], n)
 
 
-def unroll_metrics(out: Unrolled, grad: PyTree, mean_step: jax.Array) -> dict[str, jax.Array]:
+def unroll_metrics(out: Unrolled, grad: PyTree, mean_step: jax.Array, masked: jax.Array,
+                   dropped: jax.Array) -> dict[str, jax.Array]:
     """Flat, slash-separated metrics of one estimate (left on device); `mean_step` is the mean
-    step counter of the inner problems where the unroll left them."""
+    step counter of the inner problems where the unroll left them, `masked` and `dropped` as
+    `Estimator.estimate` defines them."""
     gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
     return {
         "meta/loss": jnp.mean(out.loss_NxM),
         "meta/grad_norm": gnorm,
+        "meta/masked": jnp.asarray(masked, jnp.int32),
+        "meta/dropped": jnp.asarray(dropped, jnp.int32),
         "inner/resets": jnp.sum(out.reset_N),
         "inner/diverged": jnp.sum(out.diverged_N),
+        "inner/dead": jnp.sum(out.dead_N),
         "inner/mean_step": mean_step,
     }
 
 
-def slot_metrics(slots: Slots, out: Unrolled, grad: PyTree) -> dict[str, jax.Array]:
+def slot_metrics(slots: Slots, out: Unrolled, grad: PyTree, masked: jax.Array,
+                 dropped: jax.Array) -> dict[str, jax.Array]:
     """`unroll_metrics` of a truncated estimator's slots."""
-    return unroll_metrics(out, grad, jnp.mean(slots.step.astype(jnp.float32)))
+    return unroll_metrics(out, grad, jnp.mean(slots.step.astype(jnp.float32)), masked, dropped)
 
 
-def antithetic_grad(out: Unrolled, w_before: PyTree, w_after: PyTree, sigma: jax.Array) -> PyTree:
-    """ES gradient of a population of antithetic pairs: mean over slots of
-    [w_before·(L⁺−L⁻)_before + w_after·(L⁺−L⁻)_after] / (2σ²); w_* leaves are (N, ...)."""
+def antithetic_grad(out: Unrolled, w_before: PyTree, w_after: PyTree, sigma: jax.Array
+                    ) -> tuple[PyTree, jax.Array, jax.Array]:
+    """ES gradient of a population of antithetic pairs: the mean over slots of
+    [w_before·(L⁺−L⁻)_before + w_after·(L⁺−L⁻)_after] / (2σ²), w_* leaves (N, ...), over the
+    slots whose term is finite (`slot_mean`): (gradient, masked count, dropped)."""
     d_before = out.before_NxM[:, 0] - out.before_NxM[:, 1]
     d_after = out.after_NxM[:, 0] - out.after_NxM[:, 1]
     n = d_before.shape[0]
@@ -312,9 +371,9 @@ def antithetic_grad(out: Unrolled, w_before: PyTree, w_after: PyTree, sigma: jax
     def leaf(wb, wa):
         shape = (n,) + (1,) * (wb.ndim - 1)
         total = wb * d_before.reshape(shape).astype(wb.dtype) + wa * d_after.reshape(shape).astype(wa.dtype)
-        return jnp.mean(total, axis=0) / (2 * sigma**2)
+        return total / (2 * sigma**2)
 
-    return jax.tree.map(leaf, w_before, w_after)
+    return slot_mean(jax.tree.map(leaf, w_before, w_after))
 
 
 def after_reset(out: Unrolled) -> jax.Array:
@@ -322,8 +381,25 @@ def after_reset(out: Unrolled) -> jax.Array:
     return out.reset_N > 0
 
 
+def slot_mean(per_slot: PyTree, valid_N: jax.Array | None = None) -> tuple[PyTree, jax.Array, jax.Array]:
+    """Mean over slots (axis 0 of every leaf) of the slots whose contribution is finite (and
+    valid): (mean, number masked, dropped = no slot left, in which case the mean is zeros)."""
+    leaves = jax.tree.leaves(per_slot)
+    n = leaves[0].shape[0]
+    finite_N = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x.reshape(n, -1)), axis=1) for x in leaves]), axis=0)
+    if valid_N is not None:
+        finite_N = finite_N & valid_N
+    count = jnp.sum(finite_N)
+
+    def leaf(x):
+        keep = finite_N.reshape((n,) + (1,) * (x.ndim - 1))
+        return jnp.sum(jnp.where(keep, x, jnp.zeros_like(x)), axis=0) / jnp.maximum(count, 1).astype(x.dtype)
+
+    return jax.tree.map(leaf, per_slot), n - count, count == 0
+
+
 def finite_or_zero(grad: PyTree) -> tuple[PyTree, jax.Array]:
-    """The gradient, or zeros if any entry is non-finite (a diverged slot's backward pass can
-    carry NaN through masked terms); also returns whether it was dropped."""
+    """The gradient, or zeros if any entry is non-finite; also whether it was dropped (full ES,
+    whose step is one vector for the whole population)."""
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
     return jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grad), ~finite

@@ -62,6 +62,6 @@ class ESSingle(base.Truncated):
             self.problem, self.trunc, base.antithetic(theta, state.eps), base.antithetic(theta, eps_next),
             state.slots, k_run,
         )
-        grad = base.antithetic_grad(out, state.eps, eps_next, self.sigma)
+        grad, masked, dropped = base.antithetic_grad(out, state.eps, eps_next, self.sigma)
         eps = jax.vmap(base.tree_select)(base.after_reset(out), eps_next, state.eps)
-        return grad, ESSingleState(slots=slots, eps=eps), base.slot_metrics(slots, out, grad)
+        return grad, ESSingleState(slots=slots, eps=eps), base.slot_metrics(slots, out, grad, masked, dropped)

@@ -31,7 +31,6 @@ shapings each strategy accepts and why; the others are refused when the estimato
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -118,7 +117,7 @@ class FullES:
     horizon: int = struct.field(pytree_node=False, default=100)
     num_tasks: int = struct.field(pytree_node=False, default=1)
     objective: str = struct.field(pytree_node=False, default="mean")
-    max_loss: float = struct.field(pytree_node=False, default=math.inf)
+    max_loss: float = struct.field(pytree_node=False, default=base.DEFAULT_MAX_LOSS)
     sigma: float = 0.01
 
     def __post_init__(self):
@@ -199,9 +198,11 @@ class FullES:
             es_state, _ = es.tell(k_tell, population, fit_P, es_state, params)
         grad = unravel(mean - es_state.mean)
         grad, dropped = base.finite_or_zero(grad)
-        # Every inner problem ran the whole horizon: that is where each one stopped.
-        metrics = base.unroll_metrics(out, grad, mean_step=jnp.asarray(self.horizon, jnp.float32)) | {
+        es_state = base.tree_select(dropped, state.es, es_state)  # a dropped step leaves the search as it was
+        # Every inner problem ran the whole horizon: that is where each one stopped. A diverged
+        # member is not masked but scored max_loss (capped), so only a non-finite step drops.
+        metrics = base.unroll_metrics(out, grad, jnp.asarray(self.horizon, jnp.float32), dropped, dropped) | {
             "es/population": jnp.asarray(self.population_size), "es/best_fitness": jnp.min(fit_P),
-            "es/mean_fitness": jnp.mean(fit_P), "meta/dropped": dropped,
+            "es/mean_fitness": jnp.mean(fit_P),
         }
         return grad, FullESState(es_state), metrics

@@ -1,7 +1,10 @@
 """Truncated backpropagation: the exact gradient of the truncation's objective through K steps.
 
 Biased toward short horizons (it ignores how θ's effect on the state reaches later
-truncations) but low-variance; the slots carry their state on to the next truncation.
+truncations) but low-variance; the slots carry their state on to the next truncation. Under the
+divergence rule (estimators/base.py) it is the exact gradient of the capped objective; each
+slot's gradient is computed apart, and a slot whose gradient is not finite (a step that
+overflowed to inf before its loss could reach max_loss) is left out of the mean (`meta/masked`).
 
 >>> import jax, inner_tasks, lopt
 >>> from estimators import LOProblem, Truncation
@@ -38,11 +41,12 @@ class TBPTT(base.Truncated):
         return base.SlotState(base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, self.members))
 
     def estimate(self, theta: PyTree, state: base.SlotState, key: jax.Array):
-        def objective(theta):
-            thetas = base.broadcast_theta(theta, self.num_tasks)
+        def objective(thetas_N):  # one copy of θ per slot, so that each slot's gradient is its own
+            thetas = jax.tree.map(lambda t: t[:, None], thetas_N)
             slots, out = base.unroll(self.problem, self.trunc, thetas, None, state.slots, key)
-            return jnp.mean(out.before_NxM + out.after_NxM), (slots, out)
+            return jnp.sum(out.before_NxM + out.after_NxM), (slots, out)
 
-        (_, (slots, out)), grad = jax.value_and_grad(objective, has_aux=True)(theta)
-        grad, dropped = base.finite_or_zero(grad)
-        return grad, base.SlotState(slots), base.slot_metrics(slots, out, grad) | {"meta/dropped": dropped}
+        thetas_N = jax.tree.map(lambda t: t[:, 0], base.broadcast_theta(theta, self.num_tasks))
+        grads_N, (slots, out) = jax.grad(objective, has_aux=True)(thetas_N)
+        grad, masked, dropped = base.slot_mean(grads_N)
+        return grad, base.SlotState(slots), base.slot_metrics(slots, out, grad, masked, dropped)

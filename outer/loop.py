@@ -17,6 +17,7 @@ import time
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
@@ -35,11 +36,24 @@ EXPORT_NAME = "lopt.safetensors"
 
 
 @functools.partial(jax.jit, static_argnames=("outer",), donate_argnums=(1, 2))
-def outer_step(outer: optax.GradientTransformation, theta, opt_state, grads: list):
-    """Averages the groups' meta-gradients and applies one outer-optimizer step."""
-    grad = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
-    updates, opt_state = outer.update(grad, opt_state, theta)
-    return optax.apply_updates(theta, updates), opt_state, {"meta/grad_norm": optax.tree.norm(grad)}
+def outer_step(outer: optax.GradientTransformation, theta, opt_state, grads: list, dropped: list):
+    """Averages the meta-gradients of the groups that produced one (not `dropped`, every entry
+    finite) and applies one outer-optimizer step; with none, the step is skipped whole: θ and
+    the optimizer state (moments, step count, weight decay) stay as they were."""
+    used = [~jnp.asarray(d, bool) & _all_finite(g) for g, d in zip(grads, dropped)]
+    n_used = sum(u.astype(jnp.int32) for u in used)
+    denom = jnp.maximum(n_used, 1)
+    grad = jax.tree.map(lambda *g: sum(jnp.where(u, x, jnp.zeros_like(x)) for u, x in zip(used, g)) / denom, *grads)
+    updates, new_state = outer.update(grad, opt_state, theta)
+    skip = n_used == 0
+    theta, opt_state = jax.tree.map(lambda old, new: jnp.where(skip, old, new), (theta, opt_state),
+                                    (optax.apply_updates(theta, updates), new_state))
+    return theta, opt_state, {"outer/grad_norm": optax.tree.norm(grad), "outer/groups_used": n_used,
+                              "outer/skipped": skip.astype(jnp.int32)}
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def export(workdir: str, setup: Setup, theta, step: int) -> pathlib.Path:
@@ -117,14 +131,15 @@ def _meta_step(setup: Setup, mesh, groups: Groups, theta, opt_state, states: lis
     """One meta-step: every group's estimate (states updated in place), then the outer update."""
     with jax.set_mesh(mesh):  # only the estimators' programs span the mesh
         groups.advance(step, theta, states, jax.random.fold_in(k_step, 1))
-        grads, metrics = [], {}
+        grads, dropped, metrics = [], [], {}
         for g in range(setup.num_groups):
             estimate = estimators.compile_estimate(groups.ests[g])
             grad, states[g], m = estimate(theta, states[g], jax.random.fold_in(k_step, 2 + g))
             grads.append(grad)
+            dropped.append(m["meta/dropped"])
             metrics.update({f"group{g}/{k}": v for k, v in m.items()})
             metrics[f"family/{groups.specs[g].name}/{g}/loss"] = m["meta/loss"]
-        theta, opt_state, om = outer_step(setup.outer, theta, opt_state, grads)
+        theta, opt_state, om = outer_step(setup.outer, theta, opt_state, grads, dropped)
     return theta, opt_state, metrics | om
 
 
@@ -143,20 +158,24 @@ def _side_work(setup: Setup, mesh, writer: monitoring.Writer, evaluator: Evaluat
 
 
 # Per-group metrics that are counts: summed over the groups; every other one is averaged.
-COUNTS = ("inner/resets", "inner/diverged", "meta/dropped", "bmg/bad_targets")
+COUNTS = ("inner/resets", "inner/diverged", "inner/dead", "meta/masked", "meta/dropped", "bmg/bad_targets")
+# Metrics that count events per step: summed over the steps between two logs, not averaged.
+TOTALS = ("outer/skipped",)
 
 
 def _log(writer: monitoring.Writer, step: int, pending: list[dict], setup: Setup, rate: float) -> dict:
-    """Averages the steps since the last log on the host, combines the groups' metrics (every
-    estimator's own metrics included: counts summed over groups, the rest averaged) and writes them."""
+    """Averages the steps since the last log on the host (`TOTALS` summed), combines the groups'
+    metrics (every estimator's own metrics included: `COUNTS` summed over groups, the rest
+    averaged) and writes them. `meta/grad_norm` is the groups' own estimates' mean norm,
+    `outer/grad_norm` the norm of the averaged gradient the outer optimizer received."""
     host = sharding.to_host(pending)
     keys = host[-1].keys()
-    avg = {k: float(np.mean([np.asarray(h[k], np.float64) for h in host if k in h])) for k in keys}
+    reduce = lambda k: np.sum if k in TOTALS else np.mean
+    avg = {k: float(reduce(k)([np.asarray(h[k], np.float64) for h in host if k in h])) for k in keys}
     per_group = [k for k in avg if k.startswith("group")]
     for name in sorted({k.split("/", 1)[1] for k in per_group}):
         vals = [avg[k] for k in per_group if k.split("/", 1)[1] == name]
         avg[name] = float(np.sum(vals) if name in COUNTS else np.mean(vals))
-    avg["meta/grad_norm"] = avg.get("meta/grad_norm", float("nan"))
     out = {k: v for k, v in avg.items() if not k.startswith("group")}
     out["outer/learning_rate"] = float(setup.schedule(step - 1))
     out["perf/inner_steps_per_s"] = rate

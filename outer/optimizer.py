@@ -1,5 +1,5 @@
-"""The outer optimizer: AdamW with linear warmup and cosine decay, global-norm clipping, and a
-skip of non-finite meta-gradients (`optax.apply_if_finite`, at most 5 in a row).
+"""The outer optimizer: AdamW with linear warmup and cosine decay after global-norm clipping.
+Steps without a usable meta-gradient are skipped whole by the loop (`outer.loop.outer_step`).
 
 >>> s = OuterOptimizer(peak_lr=3e-3, end_lr=1e-3, warmup_steps=10)
 >>> tx, schedule = s.build(num_steps=200)
@@ -36,8 +36,8 @@ class OuterOptimizer:
     def build(self, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
         """(transformation, learning-rate schedule) for a run of num_steps meta-steps."""
         schedule = self.schedule(num_steps)
-        tx = optax.apply_if_finite(optax.chain(
+        tx = optax.chain(
             optax.clip_by_global_norm(self.clip),
             optax.adamw(schedule, b1=self.b1, b2=self.b2, weight_decay=self.weight_decay),
-        ), max_consecutive_errors=5)
+        )
         return tx, schedule

@@ -41,8 +41,8 @@ def exact_grad(problem, theta, scale):
     return jax.grad(objective)(theta)["theta"]
 
 
-def lockstep(k):
-    return Truncation(trunc_length=k, min_horizon=T, max_horizon=T, lockstep=True)
+def lockstep(k, max_loss=base.DEFAULT_MAX_LOSS):
+    return Truncation(trunc_length=k, min_horizon=T, max_horizon=T, lockstep=True, max_loss=max_loss)
 
 
 def _episode(est, theta, key, n_trunc):
@@ -211,14 +211,23 @@ class Shifted:
         return self.problem.final_loss(theta, s, key) + self.c
 
 
+BIG = 1e9  # max_loss far above the shifted losses: the shift must not read as divergence
+
+
 @pytest.mark.parametrize("make", [
-    lambda p: PES(problem=p, trunc=lockstep(5), num_tasks=3, sigma=SIGMA),
-    lambda p: ESSingle(problem=p, trunc=lockstep(5), num_tasks=3, sigma=SIGMA),
-    lambda p: FullES(problem=p, strategy="open_es", fitness_shaping="identity", population_size=6, horizon=T),
-    lambda p: FullES(problem=p, strategy="snes", population_size=6, horizon=T),
-    lambda p: TBPTT(problem=p, trunc=lockstep(5), num_tasks=3),
-], ids=["pes", "es_single", "open_es", "snes", "tbptt"])
+    lambda p: PES(problem=p, trunc=lockstep(5, BIG), num_tasks=3, sigma=SIGMA),
+    lambda p: ESSingle(problem=p, trunc=lockstep(5, BIG), num_tasks=3, sigma=SIGMA),
+    lambda p: FullES(problem=p, strategy="open_es", fitness_shaping="identity", population_size=6, horizon=T,
+                     max_loss=BIG),
+    lambda p: FullES(problem=p, strategy="pgpe", fitness_shaping="identity", population_size=6, horizon=T,
+                     max_loss=BIG),
+    lambda p: FullES(problem=p, strategy="snes", fitness_shaping="standardize", population_size=6, horizon=T,
+                     max_loss=BIG),
+], ids=["pes", "es_single", "open_es", "pgpe", "snes_standardize"])
 def test_adding_a_constant_to_every_loss_changes_nothing(make):
+    """Each of these uses raw loss values (antithetic differences, identity or standardizing
+    shaping), so each could leak the offset. Left out because they cannot: TBPTT (a constant has
+    no gradient) and rank-based shapings (ranks ignore it)."""
     theta = theta0()
     base_est, shifted = make(Shifted(lq(), 0.0)), make(Shifted(lq(), 123.0))
     g0 = episode(base_est, theta, jax.random.key(7), 2)
@@ -249,21 +258,6 @@ def test_reset_inside_a_truncation_weights_the_new_problem_by_the_new_noise():
     for k in jax.random.split(k_run, 2):
         _, state, metrics = jax.jit(est.estimate)(theta, state, k)
     assert int(metrics["inner/resets"]) == 1 and int(state.slots.step[0]) == 2
-
-
-def test_diverged_slot_is_masked_and_reset_without_poisoning_the_gradient():
-    problem, theta = lq(), theta0()
-    trunc = Truncation(trunc_length=5, min_horizon=T, max_horizon=T, lockstep=True, max_loss=1e-9)
-    for cls in (PES, ESSingle, TBPTT):
-        est = cls(problem=problem, trunc=trunc, num_tasks=2)
-        g, state, m = jax.jit(est.estimate)(theta, est.init(theta, jax.random.key(0)), jax.random.key(1))
-        assert np.all(np.isfinite(np.asarray(g["theta"]))) and not np.any(np.asarray(g["theta"]))
-        assert int(m["inner/diverged"]) == 2 * 5 and int(m["inner/resets"]) == 2 * 4
-    nan_problem = Shifted(problem, jnp.nan)
-    for cls in (PES, ESSingle, TBPTT):
-        est = cls(problem=nan_problem, trunc=lockstep(5), num_tasks=2)
-        g, _, m = jax.jit(est.estimate)(theta, est.init(theta, jax.random.key(0)), jax.random.key(1))
-        assert np.all(np.isfinite(np.asarray(g["theta"]))) and int(m["inner/diverged"]) == 10
 
 
 def test_staggered_slots_cover_the_horizon():

@@ -20,22 +20,41 @@ def test_outer_schedule_warms_up_then_decays_to_the_end_rate():
     assert np.all(np.diff(lrs[:11]) > 0) and np.all(np.diff(lrs[10:]) <= 1e-12)
 
 
-def test_outer_step_averages_the_groups_and_skips_non_finite_gradients():
-    tx, _ = OuterOptimizer(peak_lr=1e-2, end_lr=1e-2, warmup_steps=0, weight_decay=0.0, clip=1.0).build(50)
+def test_outer_step_averages_the_groups_that_produced_an_estimate():
+    make = lambda: OuterOptimizer(peak_lr=1e-2, end_lr=1e-2, warmup_steps=0, weight_decay=0.0, clip=1.0).build(50)[0]
+    tx, ref_tx = make(), make()
     theta = {"w": jnp.zeros(3)}
-    state = tx.init(theta)
     g1, g2 = {"w": jnp.asarray([4.0, 0.0, 0.0])}, {"w": jnp.asarray([0.0, 0.0, 0.0])}
-    grad = {"w": jnp.asarray([2.0, 0.0, 0.0])}  # the groups' mean
-    ref_tx, _ = OuterOptimizer(peak_lr=1e-2, end_lr=1e-2, warmup_steps=0, weight_decay=0.0, clip=1.0).build(50)
-    ref_updates, _ = ref_tx.update(grad, ref_tx.init(theta), theta)
-    expected = np.asarray(optax.apply_updates(theta, ref_updates)["w"])
-    new, state, metrics = outer_step(tx, theta, state, [g1, g2])  # donates theta and state
-    np.testing.assert_allclose(new["w"], expected, rtol=1e-6)
-    assert expected[0] < 0 and expected[1] == 0.0
-    assert float(metrics["meta/grad_norm"]) == pytest.approx(2.0)
+
+    def expected(grad):
+        updates, _ = ref_tx.update(grad, ref_tx.init(theta), theta)
+        return np.asarray(optax.apply_updates(theta, updates)["w"])
+
+    new, _, metrics = outer_step(tx, {"w": jnp.zeros(3)}, tx.init(theta), [g1, g2], [0, 0])
+    np.testing.assert_allclose(new["w"], expected({"w": jnp.asarray([2.0, 0.0, 0.0])}), rtol=1e-6)
+    assert float(metrics["outer/grad_norm"]) == pytest.approx(2.0) and int(metrics["outer/groups_used"]) == 2
+    # A dropped group (its zeros) or a non-finite one does not dilute the mean: g1 alone.
     bad = {"w": jnp.asarray([jnp.nan, 0.0, 0.0])}
-    after, state, _ = outer_step(tx, jax.tree.map(jnp.copy, new), state, [bad, g2])
-    np.testing.assert_array_equal(after["w"], new["w"])  # a non-finite meta-gradient leaves θ alone
+    for grads, dropped in (([g1, g2], [0, 1]), ([g1, bad], [0, 0])):
+        new, _, metrics = outer_step(tx, {"w": jnp.zeros(3)}, tx.init(theta), grads, dropped)
+        np.testing.assert_allclose(new["w"], expected(g1), rtol=1e-6)
+        assert int(metrics["outer/groups_used"]) == 1 and int(metrics["outer/skipped"]) == 0
+
+
+def test_a_step_with_no_usable_estimate_is_skipped_whole():
+    """No optimizer step, no weight decay, no moment or count update: θ and the state stay."""
+    tx, _ = OuterOptimizer(peak_lr=1e-2, end_lr=1e-2, warmup_steps=0, weight_decay=0.5).build(50)
+    theta = {"w": jnp.asarray([1.0, -2.0, 3.0])}
+    state = tx.init(theta)
+    theta, state, _ = outer_step(tx, theta, state, [{"w": jnp.ones(3)}], [0])  # a real step first
+    before = jax.tree.map(np.asarray, (theta, state))
+    zeros, nan = {"w": jnp.zeros(3)}, {"w": jnp.full(3, jnp.nan)}
+    theta, state, metrics = outer_step(tx, theta, state, [zeros, nan], [1, 0])
+    jax.tree.map(np.testing.assert_array_equal, (theta, state), before)
+    assert int(metrics["outer/skipped"]) == 1 and int(metrics["outer/groups_used"]) == 0
+    # The same zeros, not marked dropped, do step: weight decay shrinks θ.
+    theta2, _, _ = outer_step(tx, jax.tree.map(jnp.copy, theta), state, [zeros], [0])
+    assert np.all(np.abs(np.asarray(theta2["w"])) < np.abs(before[0]["w"]))
 
 
 def test_groups_are_redrawn_in_turn():
@@ -65,13 +84,16 @@ def test_log_writes_every_estimators_own_metrics_combined_over_groups(tmp_path):
 
     step_metrics = {"group0/meta/loss": 1.0, "group1/meta/loss": 3.0, "group0/meta/dropped": 1.0,
                     "group1/meta/dropped": 0.0, "group0/bmg/matching": 2.0, "group1/bmg/matching": 4.0,
-                    "group0/es/best_fitness": 0.5, "family/mlp/0/loss": 1.0, "meta/grad_norm": 7.0}
+                    "group0/es/best_fitness": 0.5, "family/mlp/0/loss": 1.0, "group0/meta/grad_norm": 7.0,
+                    "group1/meta/grad_norm": 5.0, "outer/grad_norm": 3.0, "outer/skipped": 1.0}
     later = step_metrics | {"group1/meta/dropped": 1.0, "group0/bmg/matching": 4.0}
     writer = monitoring.Writer(str(tmp_path))
     out = _log(writer, 2, [step_metrics, later], build.build(tiny.get_config()), rate=10.0)
     writer.close()
     assert out["meta/loss"] == 2.0 and out["bmg/matching"] == 3.5 and out["es/best_fitness"] == 0.5
     assert out["meta/dropped"] == 1.5  # a count: mean over the logged steps, summed over groups
+    assert out["outer/skipped"] == 2.0  # skipped steps: the total since the last log
+    assert out["meta/grad_norm"] == 6.0 and out["outer/grad_norm"] == 3.0  # both norms, apart
     assert not any(k.startswith("group") for k in out)
     tags = EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"]
     assert {"meta/dropped", "bmg/matching", "es/best_fitness", "family/mlp/0/loss"} <= set(tags)
