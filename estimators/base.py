@@ -196,7 +196,7 @@ class Unrolled:
 
 def tree_select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     """Leafwise where(pred, a, b), with a scalar predicate broadcast explicitly."""
-    return jax.tree.map(lambda a, b: jnp.where(jnp.broadcast_to(pred, a.shape), a, b), on_true, on_false)
+    return jax.tree.map(lambda a, b: jnp.where(jnp.broadcast_to(pred, jnp.shape(a)), a, b), on_true, on_false)
 
 
 def broadcast_theta(theta: PyTree, n: int) -> PyTree:

@@ -1,7 +1,7 @@
 """The inner problem the estimators unroll: a learned optimizer training a task.
 
-`LOProblem` is a `base.Problem` (init, step, final_loss); BMG's target and matching, which
-need its task, are functions in `estimators.bmg`.
+`LOProblem` is a `base.Problem` (init, step, final_loss) and also gives what BMG's target and
+matching (`estimators.bmg`) need of a problem: `params`, `objective_grad` and `logits`.
 
 >>> import jax, inner_tasks, lopt
 >>> task = inner_tasks.get_task("quadratic", dim=4)
@@ -88,3 +88,22 @@ class LOProblem:
         del theta
         task = self.task.replace(inst=s["inst"])
         return self._normalized(s, self._objective(task, s["params"], key))[0]
+
+    # What BMG (estimators/bmg.py) needs besides a `base.Problem`.
+
+    def params(self, s: dict) -> PyTree:
+        """The inner params inside state `s`."""
+        return s["params"]
+
+    def objective_grad(self, s: dict, key: jax.Array) -> PyTree:
+        """∇ w.r.t. the params of the training-batch loss (batch drawn with `key`), normalized as
+        `step` normalizes its objective: divided by |first loss| if `normalize`, where the first
+        loss is this loss itself (held constant) before the problem's first step."""
+        task = self.task.replace(inst=s["inst"])
+        batch = task.sample_batch(key, "train")
+        return jax.grad(lambda p: self._normalized(s, task.loss(p, batch))[0])(s["params"])
+
+    def logits(self, s: dict, params: PyTree, key: jax.Array) -> jax.Array:
+        """The task's predictions at `params` on a training batch drawn with `key` (classifiers)."""
+        task = self.task.replace(inst=s["inst"])
+        return task.logits(params, task.sample_batch(key, "train"))

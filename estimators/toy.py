@@ -48,6 +48,15 @@ class LinearQuadratic:
         del theta, key
         return 0.5 * jnp.sum(jnp.square(s - self.y))
 
+    def params(self, s):
+        """The state is the params (what BMG matches)."""
+        return s
+
+    def objective_grad(self, s, key):
+        """∇ of the per-step loss ½‖s − y‖² w.r.t. s (BMG's target step)."""
+        del key
+        return s - self.y
+
 
 @struct.dataclass
 class InfluenceBalancing:

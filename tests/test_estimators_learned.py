@@ -23,20 +23,31 @@ def quad_problem(lr=1e-3, normalize=True, dim=8):
     return LOProblem(task=task, arch=lopt.LearnableAdam(learning_rate=lr), normalize=normalize)
 
 
-def test_bmg_with_one_target_step_is_step_size_times_truncated_backprop():
-    problem = quad_problem(lr=3e-2, normalize=False)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_bmg_with_one_target_step_is_step_size_times_truncated_backprop(normalize):
+    """L = 1, sqdist: ∇θ ½‖x_K − (x_K − α∇ℓ̂(x_K))‖² = α ∇θ ℓ̂(x_K(θ)), ℓ̂ the problem's objective,
+    normalized by the first loss (held constant) when `normalize` is set, as truncated backprop's
+    truncation_end objective is; the first losses here are far from 1, so a target step on the
+    raw loss would miss by their ratio."""
+    problem = quad_problem(lr=3e-2, normalize=normalize)
     trunc = Truncation(trunc_length=6, min_horizon=100, max_horizon=100, lockstep=True, objective="truncation_end")
     theta = problem.arch.init(jax.random.key(0))
-    bmg = BMG(problem=problem, trunc=trunc, num_tasks=3, target_steps=1, matching="sqdist_raw", target_lr=0.05)
+    bmg = BMG(problem=problem, trunc=trunc, num_tasks=3, target_steps=1, matching="sqdist", target_lr=0.05)
     tbptt = TBPTT(problem=problem, trunc=trunc, num_tasks=3)
     k_init, k = jax.random.key(1), jax.random.key(2)
-    g_bmg, s_bmg, _ = jax.jit(bmg.estimate)(theta, bmg.init(theta, k_init), k)
-    g_tb, s_tb, _ = jax.jit(tbptt.estimate)(theta, tbptt.init(theta, k_init), k)
+    g_bmg, s_bmg, m_bmg = jax.jit(bmg.estimate)(theta, bmg.init(theta, k_init), k)
+    g_tb, s_tb, m_tb = jax.jit(tbptt.estimate)(theta, tbptt.init(theta, k_init), k)
     assert abs(float(g_tb["log_lr"])) > 1e-4
     for name in theta:
         np.testing.assert_allclose(g_bmg[name], 0.05 * g_tb[name], rtol=2e-4, atol=1e-9)
     # The inner problem continues from the unrolled state, as truncated backprop's does.
     jax.tree.map(np.testing.assert_array_equal, s_bmg.slots.inner, s_tb.slots.inner)
+    first = np.abs(np.asarray(s_bmg.slots.inner["first_loss"]))
+    assert np.all(np.abs(first - 1) > 0.3), first
+    # meta/loss is the inner loss, logged alongside the matching loss.
+    assert float(m_bmg["meta/loss"]) == float(m_tb["meta/loss"])
+    assert 0 < float(m_bmg["bmg/matching"]) != float(m_bmg["meta/loss"])
+    assert int(m_bmg["meta/masked"]) == 0 and int(m_bmg["meta/dropped"]) == 0 and int(m_bmg["bmg/bad_targets"]) == 0
 
 
 def test_bmg_target_carries_no_gradient():
@@ -53,9 +64,37 @@ def test_bmg_target_carries_no_gradient():
     assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves((g_theta, g_params)))
     # ... while the matching loss does carry gradient to the current params.
     target = bmg.target(problem, theta, s, jax.random.key(3), 3, 0.1)
-    for kind in ("sqdist", "sqdist_raw"):
+    for kind in ("sqdist", "sqdist_scaled"):
         g = jax.grad(lambda p: bmg.match(problem, target, {**s, "params": p}, jax.random.key(4), kind))(s["params"])
         assert any(np.any(np.asarray(x)) for x in jax.tree.leaves(g))
+
+
+def test_bmg_matchings_are_half_squared_distances_with_weights_from_the_target():
+    """sqdist is ½Σ‖x̃ − x‖²; sqdist_scaled weighs tensor i by 1/(mean x̃_i² + eps), a constant: its
+    gradient is w_i (x_i − x̃_i) (a two-tensor task, linear regression's w and b)."""
+    task = inner_tasks.get_task("linreg", dim=4)
+    problem = LOProblem(task=task, arch=lopt.LearnableAdam(learning_rate=1e-2))
+    theta = problem.arch.init(jax.random.key(0))
+    s = problem.init(theta, jax.random.key(1))
+    tgt = {"w": jnp.linspace(-1.0, 2.0, 4)[:, None], "b": jnp.asarray([0.01])}
+    x = s["params"]
+    diff = {k: np.asarray(x[k], np.float64) - np.asarray(tgt[k], np.float64) for k in x}
+    w = {k: 1.0 / (np.mean(np.square(np.asarray(tgt[k], np.float64))) + bmg.SCALED_EPS) for k in tgt}
+    assert w["b"] > 100 * w["w"]  # the weights really differ between the tensors
+    for kind, weight in (("sqdist", {"w": 1.0, "b": 1.0}), ("sqdist_scaled", w)):
+        fn = lambda p: bmg.match(problem, tgt, {**s, "params": p}, jax.random.key(2), kind)
+        value, g = jax.value_and_grad(fn)(x)
+        np.testing.assert_allclose(value, sum(0.5 * weight[k] * np.sum(diff[k] ** 2) for k in x), rtol=1e-5)
+        for k in x:
+            np.testing.assert_allclose(g[k], weight[k] * diff[k], rtol=1e-5, atol=1e-7)
+
+
+def test_bmg_refuses_the_old_matching_names_with_an_explanation():
+    with pytest.raises(ValueError, match="'sqdist_raw' is now 'sqdist'.*per-tensor-normalised 'sqdist' is gone"):
+        BMG(problem=None, matching="sqdist_raw")
+    with pytest.raises(ValueError, match="valid: \\['sqdist', 'sqdist_scaled', 'kl'\\]"):
+        BMG(problem=None, matching="cosine")
+    assert BMG(problem=None).matching == "sqdist"
 
 
 @pytest.mark.slow  # compiles BMG through a classifier's logits: over a minute
@@ -159,7 +198,7 @@ def test_every_estimator_is_registered_and_names_are_checked():
         FullES(problem=None, objective="final")
 
 
-@pytest.mark.parametrize("name", [n if n in ("pes", "bmg") else pytest.param(n, marks=pytest.mark.slow)
+@pytest.mark.parametrize("name", [n if n == "pes" else pytest.param(n, marks=pytest.mark.slow)
                                   for n in sorted(ALL)])
 def test_fixed_key_gives_bitwise_identical_estimates(name):
     est = ALL[name](quad_problem())
@@ -172,6 +211,12 @@ def test_fixed_key_gives_bitwise_identical_estimates(name):
         np.testing.assert_array_equal(x, y)
         np.testing.assert_array_equal(x, z)
     assert any(not np.array_equal(x, w) for x, w in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+    # Eagerly, op by op, the same numbers up to XLA's fusion and reassociation: the compiled
+    # program computes the estimator, not something the jit boundary changed.
+    with jax.disable_jit():
+        eager = est.estimate(theta, est.init(theta, jax.random.key(1)), jax.random.key(2))[0]
+    for x, e in zip(jax.tree.leaves(a), jax.tree.leaves(eager)):
+        np.testing.assert_allclose(e, x, rtol=2e-4, atol=1e-6 * max(1.0, float(np.abs(x).max())))
 
 
 def mean_loss(problem, log_lr, key, horizon=40, n=16):
