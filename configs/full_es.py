@@ -5,9 +5,13 @@ truncation), so this is the unbiased but expensive end of the estimator spectrum
 learned optimizer (μLO hidden 8) keeps the search space modest.
 
 Command:  python meta_train.py --config configs/full_es.py --workdir runs/full_es
-Cost on 2 CPU cores: about 20 minutes (5.2 s per step: 6400 inner steps, measured over 12 steps).
-Expected (full run not yet measured here; 12 steps ran cleanly):
-the population's mean loss (meta/loss) falls; held-out evaluation as for the others.
+Cost on 2 CPU cores: about 10 minutes (2.5 s per step on a quiet machine, 5.2 s with other jobs:
+6400 inner steps each).
+Measured (seed 0), in the equal-budget head-to-head of benchmarks/head_to_head.py (table in
+benchmarks/RESULTS.md): 233 steps in 10.3 minutes (1.49M inner steps); the held-out meta-loss
+fell from 4.26 at the initialization (μLO hidden 8) to 0.279, and on the `quick` evaluation suite
+the learned optimizer's final validation loss is 0.95x per-task-tuned Adam's (geometric mean;
+lower on 2 of 3 tasks, none of 9 runs diverged).
 """
 
 from configs import quick
