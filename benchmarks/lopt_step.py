@@ -1,6 +1,6 @@
 """Learned-optimizer step cost against optax.adam, side by side in one process.
 
-    python -m benchmarks.lopt_step [--repeats 7] [--hidden 32]
+    python -m benchmarks.lopt_step [--repeats 7] [--hidden 32] [--celo_hidden 8]
 
 Task: Fashion-MNIST 28×28 MLP 784-128-128-10 (118,282 params), batch 128. Each timing is a jitted
 `lax.scan` of 20 steps; the repeats interleave the variants and the median is reported, so
@@ -68,6 +68,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--celo_hidden", type=int, default=8)
     args = ap.parse_args()
     task = inner_tasks.get_task("mlp", resolution=28, width=128, depth=2, batch_size=128, parametrization="sp")
     params = task.init(jax.random.key(0))
@@ -75,25 +76,31 @@ def main():
     n = sum(x.size for x in jax.tree.leaves(params))
     arch = lopt.MuLO(hidden_size=args.hidden)
     mulo = arch.optimizer(arch.init(jax.random.key(0)))
+    celo_arch = lopt.Celo(hidden_size=args.celo_hidden)
+    celo = celo_arch.optimizer(celo_arch.init(jax.random.key(0)), num_steps=1000)
     adam = optax.adam(1e-3)
     timers = {
         "adam update": _timer(*update_only(adam, params, grads)),
         "mulo update": _timer(*update_only(mulo, params, grads)),
+        "celo update": _timer(*update_only(celo, params, grads)),
         "mlp floor": _timer(*mlp_floor(n, args.hidden)),
         "adam train step": _timer(*train_steps(adam, task, params, jax.random.key(2))),
         "mulo train step": _timer(*train_steps(mulo, task, params, jax.random.key(2))),
+        "celo train step": _timer(*train_steps(celo, task, params, jax.random.key(2))),
     }
     samples = {k: [] for k in timers}
     for _ in range(args.repeats):
         for k, t in timers.items():
             samples[k].append(t())
     med = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"params: {n}, MuLO hidden {args.hidden}, median of {args.repeats} × scan of {SCAN}")
+    print(f"params: {n}, MuLO hidden {args.hidden}, Celo hidden {args.celo_hidden}, median of {args.repeats} × scan of {SCAN}")
     for k, v in med.items():
         print(f"  {k:16s} {v * 1e3:8.3f} ms")
     print(f"  mulo update / adam update      {med['mulo update'] / med['adam update']:7.1f}×")
     print(f"  mulo update / mlp floor        {med['mulo update'] / med['mlp floor']:7.2f}×")
     print(f"  mulo train step / adam's       {med['mulo train step'] / med['adam train step']:7.1f}×")
+    print(f"  celo update / adam update      {med['celo update'] / med['adam update']:7.1f}×")
+    print(f"  celo train step / adam's       {med['celo train step'] / med['adam train step']:7.2f}×  (target ≤ 2×)")
 
 
 if __name__ == "__main__":

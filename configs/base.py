@@ -5,6 +5,7 @@ compiles (`--config.estimator.sigmaa=…` is an error).
 Sections (see meta_train.py for how each becomes a typed value):
   family     the inner-task family (inner_tasks.FAMILIES name plus its axes), or name="mixture"
              with members={family name: its axes and a weight} (see configs/mulo_mup.py)
+  init_from  a learned-optimizer file or shipped name whose theta starts the run ("" = init)
   lopt       the learned-optimizer architecture (lopt.ARCHITECTURES name plus its settings)
   estimator  the meta-gradient estimator (estimators.ESTIMATORS name), truncation and objective
   groups     how many task specs (shapes) feed each meta-step, and how often each is redrawn
@@ -24,6 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.num_steps = 200  # outer (meta) steps
+    # A learned-optimizer file or shipped name to start from (its architecture must match config.lopt);
+    # "" starts from the architecture's init. The export records the chain of files it continues.
+    c.init_from = ""
     c.family = ml_collections.ConfigDict(dict(
         name="mlp", datasets=("fashion_mnist",), resolutions=(8,), widths=(32, 64), depths=(1, 2),
         activations=("relu",), batch_sizes=(128,), parametrization="mup",

@@ -71,6 +71,22 @@ def _arch(c: ml_collections.ConfigDict):
         raise ValueError(f"bad settings for config.lopt ({c.name!r}): {e}") from None
 
 
+def _init_from(path_or_name: str, arch) -> tuple[object, dict | None]:
+    """(theta, file header) of `config.init_from`, or (None, None) when it is empty. The file's
+    architecture and settings must be config.lopt's: a mismatch names the settings to use."""
+    if not path_or_name:
+        return None, None
+    try:
+        file_arch, theta, header = lopt.load_theta(path_or_name)
+    except lopt.LoptFileError as e:
+        raise ValueError(f"config.init_from: {e}") from None
+    if file_arch != arch:
+        settings = " ".join(f"--config.lopt.{k}={v!r}" for k, v in header.get("arch_config", {}).items())
+        raise ValueError(f"config.init_from {path_or_name!r} holds {file_arch!r}, but config.lopt builds {arch!r}; "
+                         f"use --config.lopt.name={file_arch.name} {settings}")
+    return theta, header
+
+
 def _positive(**values) -> None:
     for name, v in values.items():
         if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
@@ -136,6 +152,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     family = _family(c.family, "family")
     eval_family = _family(c.eval.family, "eval.family") if len(c.eval.family) else family
     arch = _arch(c.lopt)
+    init_theta, init_header = _init_from(c.init_from, arch)
     make_estimator = _estimator_factory(c.estimator, arch)
     task = family.task(family.sample(jax.random.key(c.seed)))
     try:
@@ -151,7 +168,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         probe_every=c.probe.every, probe_repeats=c.probe.repeats, eval_every=c.eval.every,
         eval_tasks=c.eval.num_tasks, eval_steps=c.eval.num_steps, eval_curve_every=c.eval.curve_every,
         eval_adam_lr=c.eval.adam_lr, checkpoint_every=c.checkpoint.every, keep=c.checkpoint.keep,
-        mesh_size=mesh_size, fingerprint=fingerprint(c), config=c.to_dict(), config_json=c.to_json(),
+        mesh_size=mesh_size, init_theta=init_theta, init_header=init_header, fingerprint=fingerprint(c), config=c.to_dict(), config_json=c.to_json(),
     )
 
 

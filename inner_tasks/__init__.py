@@ -10,8 +10,9 @@ True
 
 from __future__ import annotations
 
+from inner_tasks.augment import ReparamSpec
 from inner_tasks.base import ROLES, SPLITS, Meta, Task, TaskSpec
-from inner_tasks.datasets import DatasetFormatError, DatasetNotFoundError
+from inner_tasks.datasets import HELDOUT_DATASETS, DatasetFormatError, DatasetNotFoundError
 from inner_tasks.families import (
     ConvFamily,
     LinRegFamily,
@@ -19,10 +20,14 @@ from inner_tasks.families import (
     MixtureFamily,
     MLPFamily,
     QuadraticFamily,
+    ReparamFamily,
     TaskFamily,
 )
+from inner_tasks.flax_families import FlaxMLPFamily, TabularFamily
+from inner_tasks.flax_models import FlaxMLPSpec
 from inner_tasks.image import ConvSpec, MLPSpec
 from inner_tasks.synthetic import LinRegSpec, QuadraticSpec
+from inner_tasks.tabular import TabularSpec
 from inner_tasks.text import LMSpec
 from inner_tasks.train import Curve, train, valid_loss
 
@@ -32,6 +37,8 @@ TASKS: dict[str, type[TaskSpec]] = {
     "mlp": MLPSpec,
     "conv": ConvSpec,
     "lm": LMSpec,
+    "tabular": TabularSpec,
+    "flax_mlp": FlaxMLPSpec,
 }
 
 FAMILIES: dict[str, type[TaskFamily]] = {
@@ -40,6 +47,8 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     "mlp": MLPFamily,
     "conv": ConvFamily,
     "lm": LMFamily,
+    "tabular": TabularFamily,
+    "flax_mlp": FlaxMLPFamily,
 }
 
 
@@ -60,13 +69,15 @@ def get_task(name: str, key=None, **kwargs) -> Task:
 
 
 def get_family(name: str, **kwargs) -> TaskFamily:
-    """A task family by name (see FAMILIES), with tuple-valued axes as keywords."""
+    """A task family by name (see FAMILIES), with tuple-valued axes as keywords. Families are for
+    meta-training, so they refuse the held-out datasets (HELDOUT_DATASETS: sklearn's bundled ones)."""
     return _lookup("family", FAMILIES, name)(**kwargs)
 
 
 __all__ = [
     "ROLES", "SPLITS", "Meta", "Task", "TaskSpec", "TaskFamily", "Curve", "TASKS", "FAMILIES",
     "DatasetFormatError", "DatasetNotFoundError", "QuadraticSpec", "LinRegSpec", "MLPSpec", "ConvSpec",
-    "LMSpec", "QuadraticFamily", "LinRegFamily", "MLPFamily", "ConvFamily", "LMFamily", "MixtureFamily",
-    "get_spec", "get_task", "get_family", "train", "valid_loss",
+    "LMSpec", "TabularSpec", "FlaxMLPSpec", "ReparamSpec", "QuadraticFamily", "LinRegFamily", "MLPFamily",
+    "ConvFamily", "LMFamily", "TabularFamily", "FlaxMLPFamily", "ReparamFamily", "MixtureFamily",
+    "HELDOUT_DATASETS", "get_spec", "get_task", "get_family", "train", "valid_loss",
 ]

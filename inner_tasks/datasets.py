@@ -24,6 +24,9 @@ FASHION_MNIST_ENV = "LOPT_FASHION_MNIST_DIR"
 TEXT_ENV = "LOPT_TEXT_DIR"
 
 IMAGE_DATASETS = ("fashion_mnist", "digits")
+# Every dataset bundled with scikit-learn is held-out evaluation data: specs may use them (to
+# evaluate), meta-training families refuse them (`heldout_message` says why).
+HELDOUT_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes", "linnerud")
 RESOLUTIONS = {"fashion_mnist": (8, 16, 28), "digits": (8,)}
 NUM_CLASSES = 10
 
@@ -34,6 +37,13 @@ _IDX_FILES = {
     "valid_y": "t10k-labels-idx1-ubyte",
 }
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def heldout_message(name: str) -> str:
+    """Why a held-out dataset may not appear in a meta-training family."""
+    return (f"dataset {name!r} is held-out evaluation data (every dataset bundled with scikit-learn is) and is "
+            "never used in meta-training, which is all task families are for; evaluate on it through a spec "
+            "instead, e.g. inner_tasks.get_task('mlp', dataset='digits')")
 
 
 class DatasetNotFoundError(FileNotFoundError):

@@ -3,8 +3,11 @@
 Sampling happens on the host (specs fix shapes, so they are Python values). Within a spec,
 `family.task_batch(key, n)` builds n same-shaped instances to vmap over.
 
+Families are for meta-training only, so they refuse the held-out datasets (every dataset bundled
+with scikit-learn, digits included: `datasets.HELDOUT_DATASETS`); specs may still use them.
+
 >>> import jax
->>> fam = MLPFamily(datasets=("digits",), widths=(16, 32), depths=(1, 2))
+>>> fam = MLPFamily(widths=(16, 32), depths=(1, 2))
 >>> spec = fam.sample(jax.random.key(0))
 >>> spec.width in (16, 32) and spec.depth in (1, 2)
 True
@@ -21,6 +24,7 @@ import jax
 import numpy as np
 
 from inner_tasks import datasets, models
+from inner_tasks.augment import ReparamSpec, check_range
 from inner_tasks.base import Task, TaskSpec, check_choice
 from inner_tasks.image import ConvSpec, MLPSpec
 from inner_tasks.synthetic import LinRegSpec, QuadraticSpec
@@ -32,6 +36,13 @@ def host_rng(key: jax.Array) -> np.random.Generator:
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     return np.random.default_rng(np.asarray(key).ravel().tolist())
+
+
+def check_not_heldout(names: Sequence[str]) -> None:
+    """Raises the one clear error for a held-out dataset in a meta-training family."""
+    for n in names:
+        if n in datasets.HELDOUT_DATASETS:
+            raise ValueError(datasets.heldout_message(n))
 
 
 def _check_axis(name: str, values: Sequence, valid=None) -> None:
@@ -116,6 +127,7 @@ class _ImageFamily(TaskFamily):
     data_dir: str | None = None
 
     def __post_init__(self):
+        check_not_heldout(self.datasets)
         _check_axis("datasets", self.datasets, datasets.IMAGE_DATASETS)
         _check_axis("resolutions", self.resolutions)
         _check_axis("activations", self.activations, models.ACTIVATIONS)
@@ -220,3 +232,34 @@ class MixtureFamily(TaskFamily):
         p = None if self.weights is None else np.asarray(self.weights) / sum(self.weights)
         fam = self.families[host_rng(k_pick).choice(len(self.families), p=p)]
         return fam.sample(k_spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReparamFamily(TaskFamily):
+    """Any family's specs wrapped in `augment.ReparamSpec` (random parameter and loss scales).
+
+    For code; configs use the `param_scales` / `loss_scales` options of the tabular and flax_mlp
+    families.
+
+    >>> import jax
+    >>> fam = ReparamFamily(family=QuadraticFamily(), loss_scales=(0.5, 2.0))
+    >>> spec = fam.sample(jax.random.key(0))
+    >>> type(spec).__name__, spec.name, spec.param_scales
+    ('ReparamSpec', 'quadratic', (0.001, 1000.0))
+    """
+
+    name: ClassVar[str] = "reparam"
+    family: TaskFamily | None = None
+    param_scales: tuple[float, float] = (1e-3, 1e3)
+    loss_scales: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self):
+        if not isinstance(self.family, TaskFamily):
+            raise ValueError(f"ReparamFamily needs family=<a TaskFamily>, got {self.family!r}")
+        check_range("param_scales", self.param_scales)
+        check_range("loss_scales", self.loss_scales)
+
+    def sample(self, key: jax.Array) -> TaskSpec:
+        return ReparamSpec(inner=self.family.sample(key), param_scales=self.param_scales,
+                           loss_scales=self.loss_scales)
+

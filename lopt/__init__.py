@@ -7,7 +7,7 @@ scaling of hidden-weight updates is its own transform (identity without roles), 
 state is the pair (the architecture's state, optax.EmptyState()). Files written by `save` load
 back with `load` (ready optimizer) or `load_theta` (architecture and theta).
 
-Modules: `mulo`, `velo`, `adam` (the architectures), `features` and `common` (what they share),
+Modules: `celo`, `mulo`, `velo`, `adam` (the architectures), `features` and `common` (what they share),
 `mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file) and `tensorfile`
 (pytree tensor names, digests and atomic writes, shared with `checkpoints`).
 
@@ -19,13 +19,14 @@ Modules: `mulo`, `velo`, `adam` (the architectures), `features` and `common` (wh
 """
 
 from lopt.adam import LearnableAdam
+from lopt.celo import Celo
 from lopt.features import FEATURE_VERSION
 from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
 from lopt.mulo import MuLO
 from lopt.mup import infer_roles, multipliers, scale_by_mup
 from lopt.velo import VeLO
 
-ARCHITECTURES = {"mulo": MuLO, "velo": VeLO, "adam": LearnableAdam}
+ARCHITECTURES = {"mulo": MuLO, "velo": VeLO, "adam": LearnableAdam, "celo": Celo}
 
 
 def get_arch(name: str, **config):
@@ -36,6 +37,6 @@ def get_arch(name: str, **config):
 
 
 __all__ = [
-    "ARCHITECTURES", "FEATURE_VERSION", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",
+    "ARCHITECTURES", "FEATURE_VERSION", "Celo", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",
     "infer_roles", "list_pretrained", "load", "load_theta", "multipliers", "save", "scale_by_mup",
 ]

@@ -67,7 +67,9 @@ class LearnableAdam:
         def update_fn(updates, state, params=None, **extra):
             del extra
             common.require_params(params, "LearnableAdam")
-            directions, state = adam.update(updates, state, params)
+            directions, new_state = adam.update(updates, state, params)
+            # theta's float32 decays would promote a bfloat16/float16 first moment: keep the state's dtypes.
+            state = optax.tree.cast_like(new_state, state)
             step = lambda d, g: (-lr * d).astype(g.dtype)
             return jax.tree.map(step, directions, updates), state
 

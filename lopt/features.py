@@ -76,8 +76,11 @@ def _lead(x: jax.Array, ndim: int) -> jax.Array:
 def update_accumulators(
     acc: Accumulators, g: jax.Array, mom_decay_3: jax.Array, rms_decay: jax.Array, fac_decay_3: jax.Array
 ) -> Accumulators:
-    """One EMA step of every accumulator with gradient g."""
-    g = g.astype(acc.v.dtype)
+    """One EMA step of every accumulator with gradient g, in the accumulators' dtype (decays are
+    cast to it, so that float64 decays under x64 cannot promote a float32 state)."""
+    dt = acc.v.dtype
+    g = g.astype(dt)
+    mom_decay_3, rms_decay, fac_decay_3 = (jnp.asarray(d).astype(dt) for d in (mom_decay_3, rms_decay, fac_decay_3))
     b_m = _lead(mom_decay_3, g.ndim)
     mom = b_m * acc.mom + (1 - b_m) * g[None]
     v = rms_decay * acc.v + (1 - rms_decay) * g * g

@@ -152,7 +152,10 @@ def load_theta(path_or_name: str | os.PathLike, arch: str | None = None) -> tupl
     if arch is not None and header.get("arch") != arch:
         raise LoptFileError(f"{path}: holds architecture {header.get('arch')!r}, expected {arch!r}")
     model = _arch_from_header(header, path)
-    template = jax.eval_shape(model.init, jax.random.key(0))
+    # theta is float32 by design; its shapes and dtypes are init's without x64, whose default
+    # dtype would otherwise turn the template's unspecified float32 arrays into float64.
+    with jax.enable_x64(False):
+        template = jax.eval_shape(model.init, jax.random.key(0))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     names = [path_str(p) for p, _ in leaves]
     if set(names) != set(tensors):

@@ -74,7 +74,8 @@ class MuLO:
         h = self.hidden_size
         return {
             "mlp": common.init_mlp(key, (self.num_inputs, h, h, 2)),
-            "decay_logits": {"mom": jnp.zeros((3,)), "rms": jnp.zeros(()), "fac": jnp.zeros((3,))},
+            "decay_logits": {"mom": jnp.zeros((3,), jnp.float32), "rms": jnp.zeros((), jnp.float32),
+                             "fac": jnp.zeros((3,), jnp.float32)},
         }
 
     def decays(self, theta: dict) -> tuple[jax.Array, jax.Array, jax.Array]:

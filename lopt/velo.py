@@ -41,6 +41,9 @@ LOSS_DECAYS = (0.9, 0.99, 0.999)
 MAX_RANK = 4  # ranks 0..3 and "4 or more"
 NUM_TENSOR_STATS = 3 + 1 + 1 + (MAX_RANK + 1)
 NUM_GLOBAL = 1 + len(LOSS_DECAYS) + len(PROGRESS_POINTS)
+# theta, the loss features and the per-tensor LSTM are float32 whatever the params' dtype (and
+# with x64 on), so that the state keeps its dtypes from one step to the next.
+F32 = jnp.float32
 
 
 class VeLOState(NamedTuple):
@@ -95,14 +98,14 @@ class VeLO:
             "bank": common.init_mlp(k_bank, (NUM_FEATURES, self.mlp_hidden, self.mlp_hidden, 2), (self.num_mlps,)),
             "mix": common.init_mlp(k_mix, (n_in, self.mix_hidden)),
             "lstm": {
-                "w": jax.random.normal(k_lstm, (lstm_in, 4 * hid)) / jnp.sqrt(jnp.float32(lstm_in)),
-                "b": jnp.zeros((4 * hid,)).at[hid : 2 * hid].set(1.0),  # forget-gate bias 1
+                "w": jax.random.normal(k_lstm, (lstm_in, 4 * hid), F32) / jnp.sqrt(jnp.float32(lstm_in)),
+                "b": jnp.zeros((4 * hid,), F32).at[hid : 2 * hid].set(1.0),  # forget-gate bias 1
             },
             "out": {
-                "w_mix": 0.01 * jax.random.normal(k_out, (hid, self.num_mlps)),
-                "b_mix": jnp.zeros((self.num_mlps,)),
-                "w_lr": jnp.zeros((hid,)),
-                "b_lr": jnp.zeros(()),
+                "w_mix": 0.01 * jax.random.normal(k_out, (hid, self.num_mlps), F32),
+                "b_mix": jnp.zeros((self.num_mlps,), F32),
+                "w_lr": jnp.zeros((hid,), F32),
+                "b_lr": jnp.zeros((), F32),
             },
         }
 
@@ -132,15 +135,15 @@ class VeLO:
         if num_steps is None or num_steps < 1:
             raise ValueError(f"VeLO needs the total number of steps: optimizer(theta, num_steps=T), got {num_steps}")
         decays = (jnp.asarray(self.mom_decays), jnp.asarray(self.rms_decay), jnp.asarray(self.fac_decays))
-        progress_pts = jnp.asarray(PROGRESS_POINTS)
+        progress_pts, loss_decays = jnp.asarray(PROGRESS_POINTS, F32), jnp.asarray(LOSS_DECAYS, F32)
 
         def init_fn(params):
             n = len(jax.tree.leaves(params))
-            zeros = jnp.zeros((n, self.lstm_hidden))
-            nan = jnp.full((), jnp.nan)
+            # explicit dtypes throughout: weak-typed NaN loss fields made the second jitted update retrace
+            zeros = jnp.zeros((n, self.lstm_hidden), F32)
             return VeLOState(
                 jnp.zeros((), jnp.int32), jax.tree.map(features.init_accumulators, params), zeros, zeros,
-                nan, jnp.full((len(LOSS_DECAYS),), jnp.nan),
+                jnp.full((), jnp.nan, F32), jnp.full((len(LOSS_DECAYS),), jnp.nan, F32),
             )
 
         def update_fn(updates, state, params=None, *, value=None, **extra):
@@ -148,17 +151,17 @@ class VeLO:
             common.require_params(params, "VeLO")
             if value is None:
                 raise ValueError("VeLO needs the loss at every step: update(grads, state, params, value=loss)")
-            loss = jnp.asarray(value, jnp.float32)
+            loss = jnp.asarray(value, F32)
             first = jnp.where(jnp.isnan(state.loss_first), loss, state.loss_first)
             ema = jnp.where(jnp.isnan(state.loss_ema), loss, state.loss_ema)
-            ema = jnp.asarray(LOSS_DECAYS) * ema + (1 - jnp.asarray(LOSS_DECAYS)) * loss
+            ema = loss_decays * ema + (1 - loss_decays) * loss
             acc = jax.tree.map(lambda g, a: features.update_accumulators(a, g, *decays), updates, state.acc)
             g_leaves, treedef = jax.tree.flatten(updates)
             p_leaves = treedef.flatten_up_to(params)
             a_leaves = treedef.flatten_up_to(acc)
-            frac = state.count.astype(jnp.float32) / num_steps
+            frac = state.count.astype(F32) / num_steps
             glob = jnp.concatenate([_loss_features(loss, first, ema), jnp.tanh(10 * (frac - progress_pts))])
-            stats = jnp.stack([_tensor_stats(p, a) for p, a in zip(p_leaves, a_leaves)])
+            stats = jnp.stack([_tensor_stats(p, a) for p, a in zip(p_leaves, a_leaves)]).astype(F32)
             x = jnp.concatenate([stats, jnp.broadcast_to(glob[None, :], (stats.shape[0], glob.shape[0]))], axis=1)
             h, c = self._lstm(theta, x, state.lstm_h, state.lstm_c)
             mix_NxK = jax.nn.softmax(h @ theta["out"]["w_mix"] + theta["out"]["b_mix"][None, :], axis=-1)

@@ -59,6 +59,12 @@ def _all_finite(tree) -> jax.Array:
 def export(workdir: str, setup: Setup, theta, step: int) -> pathlib.Path:
     """Writes WORKDIR/lopt.safetensors (lopt.save), with the run's provenance."""
     meta = {"meta_training_steps": step, "config": setup.config, "source": "meta_train.py"}
+    if setup.init_header is not None:  # a continuation: the chain of files it continues, newest first
+        prev = setup.init_header.get("provenance", {})
+        meta["continues"] = {"init_from": setup.config.get("init_from"), "sha256": setup.init_header.get("sha256"),
+                             "provenance": prev}
+        meta["total_meta_training_steps"] = step + prev.get("total_meta_training_steps",
+                                                            prev.get("meta_training_steps", 0))
     return lopt.save(pathlib.Path(workdir) / EXPORT_NAME, setup.arch, sharding.to_host(theta), meta)
 
 
@@ -70,7 +76,8 @@ def run(setup: Setup, workdir: str, *, export_only: bool = False,
     k_theta, k_groups, k_run, k_eval = jax.random.split(jax.random.key(setup.seed), 4)
     mesh = sharding.make_mesh(setup.mesh_size)
     primary = jax.process_index() == 0
-    theta = sharding.replicate(setup.arch.init(k_theta), mesh)
+    theta = setup.arch.init(k_theta) if setup.init_theta is None else setup.init_theta
+    theta = sharding.replicate(theta, mesh)
     opt_state = sharding.replicate(setup.outer.init(theta), mesh)
     groups = Groups(setup, k_groups, mesh)
     states: list = [None] * setup.num_groups

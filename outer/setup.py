@@ -38,6 +38,8 @@ class Setup:
     checkpoint_every: int
     keep: int  # checkpoints kept
     mesh_size: int  # devices along the particle axis
+    init_theta: Any  # theta from config.init_from, or None: the architecture's init
+    init_header: dict | None  # that file's header (its provenance goes into the export's)
     fingerprint: dict[str, str]  # what a resumed run must share with its checkpoint
     config: dict  # the config as given, for provenance (export, events, checkpoints)
     config_json: str

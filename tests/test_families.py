@@ -17,15 +17,12 @@ def _draw(family, n=40):
 def test_mlp_family_covers_every_axis():
     fam = inner_tasks.MLPFamily(
         widths=(16, 32), depths=(1, 2), activations=("relu", "tanh"), batch_sizes=(32, 64),
-        datasets=("fashion_mnist", "digits"), resolutions=(8, 16),
+        datasets=("fashion_mnist",), resolutions=(8, 16),
     )
     specs = _draw(fam, 80)
     for field, axis in [("width", fam.widths), ("depth", fam.depths), ("activation", fam.activations),
-                        ("batch_size", fam.batch_sizes), ("dataset", fam.datasets)]:
+                        ("batch_size", fam.batch_sizes), ("dataset", fam.datasets), ("resolution", fam.resolutions)]:
         assert {getattr(s, field) for s in specs} == set(axis), field
-    # Digits only exists at 8 px, so the family never pairs it with 16 px.
-    res = collections.Counter((s.dataset, s.resolution) for s in specs)
-    assert ("digits", 16) not in res and res[("fashion_mnist", 16)] > 0 and res[("fashion_mnist", 8)] > 0
 
 
 def test_sampling_is_reproducible_and_key_dependent():
@@ -37,9 +34,12 @@ def test_sampling_is_reproducible_and_key_dependent():
 
 
 @pytest.mark.parametrize("name", sorted(inner_tasks.FAMILIES))
-def test_every_family_builds_valid_trainable_batches(name):
-    overrides = {"mlp": dict(datasets=("digits",)), "conv": dict(datasets=("digits",)),
-                 "lm": dict(widths=(32,), contexts=(16,))}
+def test_every_family_builds_valid_trainable_batches(name, request):
+    # Families are for meta-training, so image families use Fashion-MNIST (never held-out digits).
+    images = {"mlp": {}, "conv": {}, "flax_mlp": dict(resolutions=(8,), resolution_weights=None)}
+    overrides = {"lm": dict(widths=(32,), contexts=(16,)), **images}
+    if name in images:
+        overrides[name]["data_dir"] = request.getfixturevalue("fashion_mnist_dir")
     fam = inner_tasks.get_family(name, **overrides.get(name, {}))
     tasks = fam.task_batch(jax.random.key(0), 2)
     keys = jax.random.split(jax.random.key(1), 2)
@@ -55,8 +55,7 @@ def test_every_family_builds_valid_trainable_batches(name):
 
 def test_mixture_family_mixes_kinds():
     mix = inner_tasks.MixtureFamily(
-        families=(inner_tasks.QuadraticFamily(), inner_tasks.MLPFamily(datasets=("digits",)),
-                  inner_tasks.LMFamily()),
+        families=(inner_tasks.QuadraticFamily(), inner_tasks.MLPFamily(), inner_tasks.LMFamily()),
         weights=(1.0, 1.0, 2.0),
     )
     kinds = collections.Counter(s.name for s in _draw(mix, 60))
@@ -68,7 +67,11 @@ def test_mixture_family_mixes_kinds():
 @pytest.mark.parametrize(
     "name, kwargs, match",
     [
-        ("mlp", dict(datasets=("digits",), resolutions=(16,)), "no resolution"),
+        ("mlp", dict(resolutions=(12,)), "no resolution"),
+        ("mlp", dict(datasets=("digits",)), "held-out evaluation data"),
+        ("tabular", dict(kinds=("ranking",)), "valid: .*regression"),
+        ("tabular", dict(kinds=("regression",), generators=("moons",)), "no generator"),
+        ("flax_mlp", dict(resolutions=(8, 16)), "resolution_weights"),
         ("mlp", dict(activations=("relu", "sine")), "valid: .*gelu"),
         ("mlp", dict(widths=()), "empty"),
         ("mlp", dict(widths=(32, -1)), "non-positive"),
@@ -83,7 +86,7 @@ def test_bad_family_axes_rejected_at_construction(name, kwargs, match):
 
 
 def test_family_specs_are_hashable_and_frozen():
-    spec = inner_tasks.MLPFamily(datasets=("digits",)).sample(jax.random.key(0))
+    spec = inner_tasks.MLPFamily().sample(jax.random.key(0))
     assert hash(spec) == hash(dataclasses.replace(spec))
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.width = 3

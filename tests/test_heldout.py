@@ -73,9 +73,10 @@ class _Recorder:
 
 
 @pytest.fixture(scope="module")
-def evaluator():
-    # configs/tiny.py's settings: digits MLPs of width 8, μLO hidden 4, 20 eval steps, curve every 10
-    family = inner_tasks.get_family("mlp", datasets=("digits",), widths=(8,), depths=(1,), batch_sizes=(32,))
+def evaluator(fashion_mnist_dir):
+    # configs/tiny.py's settings: Fashion-MNIST 8×8 MLPs of width 8, μLO hidden 4, 20 eval steps, curve every 10
+    family = inner_tasks.get_family("mlp", datasets=("fashion_mnist",), resolutions=(8,), widths=(8,), depths=(1,),
+                                    batch_sizes=(32,), data_dir=fashion_mnist_dir)
     arch = lopt.MuLO(hidden_size=4)
     return heldout.Evaluator(arch, family, num_tasks=2, num_steps=NUM_STEPS, curve_every=10, adam_lr=3e-3,
                              key=jax.random.key(5)), family, arch

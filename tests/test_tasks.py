@@ -15,6 +15,9 @@ SMALL = {
     "mlp": dict(dataset="digits", width=32, depth=2, batch_size=16),
     "conv": dict(dataset="digits", channels=8, depth=2, batch_size=16),
     "lm": dict(width=32, depth=2, num_heads=2, context=16, batch_size=4, max_bytes=1 << 18),
+    "tabular": dict(generator="friedman1", num_features=6, width=16, depth=2, num_train=64, num_valid=32,
+                    batch_size=8),
+    "flax_mlp": dict(dataset="digits", width=16, depth=2, batch_size=16),
 }
 
 
@@ -172,7 +175,8 @@ def test_inconsistent_settings_rejected_at_construction(name, kwargs, match):
 
 
 def test_unknown_names_list_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown task 'resnet'; valid: \['conv', 'linreg', 'lm', 'mlp', 'quadratic'\]"):
+    valid = r"\['conv', 'flax_mlp', 'linreg', 'lm', 'mlp', 'quadratic', 'tabular'\]"
+    with pytest.raises(ValueError, match=r"unknown task 'resnet'; valid: " + valid):
         inner_tasks.get_task("resnet")
     with pytest.raises(ValueError, match=r"unknown family 'vit'; valid: \[.*'mlp'"):
         inner_tasks.get_family("vit")

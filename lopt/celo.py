@@ -1,0 +1,229 @@
+"""Celo: a cheap, Celo2-style learned optimizer for ordinary (standard-parametrized) models.
+
+Per parameter, 10 features from two momenta, one second moment and one Adafactor factored second
+moment (`FEATURE_NAMES`), each divided by its RMS over the tensor, feed a small MLP
+(10 → hidden → hidden → 1, ReLU) plus a learned linear skip over the same features. Their sum is
+the direction d, which is normalized to unit RMS over each tensor (Celo2's output normalization)
+and scaled by a per-tensor step size:
+
+    update = −step_mult · exp(ψ · w_s) · d / rms(d),     ψ = (schedule(t/num_steps), tensor shape)
+
+ψ holds 5 schedule features of the training fraction t/num_steps (VeLO-style: the optimizer knows
+the horizon) and 2 static shape features (is-matrix, log fan-in), so the learned step size can
+follow a schedule and depend on a tensor's width. At `init`, the skip is Adam's direction m/√v
+(β1 = 0.9, β2 = 0.999, no bias correction), the MLP's last layer and w_s are zero: the untrained
+optimizer is per-tensor-normalized Adam with learning rate `step_mult`. Elements that have never
+had a nonzero gradient (v = 0) do not move, as with Adam.
+
+Cost: 3 floats of state per parameter (two momenta, the second moment) plus the factored rows
+and columns; the MLP is written unit by unit over S-shaped arrays, so that XLA fuses it with the
+feature math. `benchmarks/lopt_step` measures it against Adam.
+
+Options of `optimizer`: `num_steps` (the horizon; without it the schedule stays at t = 0),
+`learning_rate` (a float or optax schedule multiplying every step, default 1), and μP
+`roles`/`fan_in` (chained `lopt.scale_by_mup`, identity without them).
+
+>>> import jax, optax
+>>> arch = Celo()
+>>> opt = arch.optimizer(arch.init(jax.random.key(0)), num_steps=100)
+>>> params = {"w": jax.numpy.ones((3, 2)), "b": jax.numpy.zeros((2,))}
+>>> state = opt.init(params)
+>>> updates, state = opt.update(params, state, params)
+>>> jax.tree.map(jax.numpy.shape, updates)
+{'b': (2,), 'w': (3, 2)}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lopt import common, features, mup
+
+PyTree = Any
+FEATURE_NAMES = ("g", "p", "m0", "m1", "g_rsqrt_v", "m0_rsqrt_v", "m1_rsqrt_v", "g_fac", "m0_fac", "rsqrt_v")
+NUM_FEATURES = len(FEATURE_NAMES)  # 10
+ADAM_FEATURE = FEATURE_NAMES.index("m0_rsqrt_v")
+SCHEDULE_POINTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+NUM_TENSOR_FEATURES = len(SCHEDULE_POINTS) + 2
+V_EPS = 1e-30  # inside rsqrt(v): features are normalized per tensor, so only zero needs guarding
+OUT_EPS = 1e-12
+
+
+class CeloAcc(NamedTuple):
+    """Accumulators of one tensor of shape S (rank < 2: `row` is the full second moment, `col` unused)."""
+
+    mom: jax.Array  # (2,) + S
+    v: jax.Array  # S
+    row: jax.Array  # S[:-1], or S for rank < 2
+    col: jax.Array  # S[:-2] + S[-1:], or () for rank < 2
+
+
+class CeloState(NamedTuple):
+    count: jax.Array
+    acc: PyTree  # a CeloAcc per parameter tensor
+
+
+def init_acc(p: jax.Array) -> CeloAcc:
+    s, dt = p.shape, features.acc_dtype(p)
+    if p.ndim >= 2:
+        row, col = jnp.zeros(s[:-1], dt), jnp.zeros(s[:-2] + s[-1:], dt)
+    else:
+        row, col = jnp.zeros(s, dt), jnp.zeros((), dt)
+    return CeloAcc(jnp.zeros((2,) + s, dt), jnp.zeros(s, dt), row, col)
+
+
+def update_acc(acc: CeloAcc, g: jax.Array, mom_decay_2: jax.Array, rms_decay: jax.Array) -> CeloAcc:
+    """One EMA step of every accumulator with gradient g (the factored moment uses `rms_decay`)."""
+    g = g.astype(acc.v.dtype)
+    b = mom_decay_2.astype(g.dtype).reshape((2,) + (1,) * g.ndim)
+    rms_decay = rms_decay.astype(g.dtype)
+    mom = b * acc.mom + (1 - b) * g[None]
+    g2 = g * g
+    v = rms_decay * acc.v + (1 - rms_decay) * g2
+    if g.ndim >= 2:
+        row = rms_decay * acc.row + (1 - rms_decay) * g2.mean(axis=-1)
+        col = rms_decay * acc.col + (1 - rms_decay) * g2.mean(axis=-2)
+    else:
+        row, col = v, acc.col
+    return CeloAcc(mom, v, row, col)
+
+
+def _sqrt(x: jax.Array) -> jax.Array:
+    """sqrt(x) with a zero (not infinite) derivative at x == 0."""
+    pos = x > V_EPS
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
+def _rsqrt(x: jax.Array) -> jax.Array:
+    """rsqrt(x) for x > 0 and 0 where x == 0, with no infinite derivative anywhere."""
+    pos = x > V_EPS
+    return jnp.where(pos, jax.lax.rsqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
+def raw_features(p: jax.Array, g: jax.Array, acc: CeloAcc) -> tuple[jax.Array, ...]:
+    """The 10 un-normalized features of one tensor (order: FEATURE_NAMES), each of its shape S."""
+    p, g = p.astype(acc.v.dtype), g.astype(acc.v.dtype)
+    rsqrt_v = _rsqrt(acc.v)
+    if p.ndim >= 2:
+        row_mean = acc.row.mean(axis=-1, keepdims=True)
+        fac = (_rsqrt(acc.row) * _sqrt(row_mean))[..., None] * _rsqrt(acc.col)[..., None, :]
+    else:
+        fac = rsqrt_v
+    m0, m1 = acc.mom[0], acc.mom[1]
+    return (g, p, m0, m1, g * rsqrt_v, m0 * rsqrt_v, m1 * rsqrt_v, g * fac, m0 * fac, rsqrt_v)
+
+
+def schedule_features(count: jax.Array, num_steps: int | None) -> jax.Array:
+    """tanh(4·(t/T − c)) at the 5 points c of SCHEDULE_POINTS (t/T = 0 without num_steps)."""
+    frac = jnp.zeros((), jnp.float32) if num_steps is None else count.astype(jnp.float32) / num_steps
+    return jnp.tanh(4.0 * (frac - jnp.asarray(SCHEDULE_POINTS, jnp.float32)))
+
+
+def shape_features(shape: tuple[int, ...]) -> jax.Array:
+    """(is a matrix, log(fan-in)/log(1024)) of a tensor, with fan-in = the product of all axes
+    but the last (flax's kernel layout); vectors have fan-in 1."""
+    fan_in = math.prod(shape[:-1]) if len(shape) >= 2 else 1
+    return jnp.asarray([float(len(shape) >= 2), math.log(fan_in) / math.log(1024.0)], jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Celo:
+    """Architecture config (static). `init(key) -> theta`, `optimizer(theta, num_steps=T) -> optax`."""
+
+    name: ClassVar[str] = "celo"
+    version: ClassVar[int] = 1
+    hidden_size: int = 8
+    step_mult: float = 1e-3
+    mom_decays: tuple[float, float] = (0.9, 0.99)
+    rms_decay: float = 0.999
+
+    def __post_init__(self):
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
+        if not (self.step_mult > 0 and math.isfinite(self.step_mult)):
+            raise ValueError(f"step_mult must be a positive number, got {self.step_mult}")
+        if len(self.mom_decays) != 2:
+            raise ValueError(f"mom_decays needs exactly 2 values, got {self.mom_decays}")
+        for d in (*self.mom_decays, self.rms_decay):
+            if not 0.0 <= d < 1.0:
+                raise ValueError(f"decays must lie in [0, 1), got {d}")
+
+    def init(self, key: jax.Array) -> dict:
+        h = self.hidden_size
+        mlp = common.init_mlp(key, (NUM_FEATURES + len(SCHEDULE_POINTS), h, h, 1))
+        mlp["w2"] = jnp.zeros_like(mlp["w2"])
+        return {
+            "mlp": mlp,
+            "skip": jnp.zeros((NUM_FEATURES,), jnp.float32).at[ADAM_FEATURE].set(1.0),
+            "step": jnp.zeros((NUM_TENSOR_FEATURES,), jnp.float32),
+            "decay_logits": {"mom": jnp.zeros((2,), jnp.float32), "rms": jnp.zeros((), jnp.float32)},
+        }
+
+    def decays(self, theta: dict) -> tuple[jax.Array, jax.Array]:
+        logits = theta["decay_logits"]
+        return (features.decay_from_logit(logits["mom"], jnp.asarray(self.mom_decays, jnp.float32)),
+                features.decay_from_logit(logits["rms"], jnp.asarray(self.rms_decay, jnp.float32)))
+
+    def direction(self, theta: dict, p: jax.Array, g: jax.Array, acc: CeloAcc, sched_5: jax.Array) -> jax.Array:
+        """The unnormalized direction d of one tensor (`acc` already includes g).
+
+        Written unit by unit as lists of S-shaped arrays combined with scalar weights, so that XLA
+        fuses features, normalization, MLP and skip into one elementwise loop (register-resident,
+        no (H,) + S intermediates in memory)."""
+        mlp = theta["mlp"]
+        x = list(raw_features(p, g, acc))
+        inv_rms = jax.lax.rsqrt(jnp.stack([jnp.mean(xf * xf) for xf in x]) + features.EPS)
+        w0 = mlp["w0"][:NUM_FEATURES] * inv_rms[:, None]
+        skip = theta["skip"] * inv_rms
+        b0 = mlp["b0"] + sched_5 @ mlp["w0"][NUM_FEATURES:]
+        h = [jax.nn.relu(sum(w0[f, j] * x[f] for f in range(NUM_FEATURES)) + b0[j]) for j in range(self.hidden_size)]
+        n_layers = len([k for k in mlp if k.startswith("w")])
+        for i in range(1, n_layers):
+            w, b = mlp[f"w{i}"], mlp[f"b{i}"]
+            h = [sum(w[j, k] * h[j] for j in range(len(h))) + b[k] for k in range(w.shape[1])]
+            h = h if i == n_layers - 1 else [jax.nn.relu(hk) for hk in h]
+        return sum(skip[f] * x[f] for f in range(NUM_FEATURES)) + h[0]
+
+    def step_size(self, theta: dict, shape: tuple[int, ...], sched_5: jax.Array) -> jax.Array:
+        """step_mult · exp(ψ · w_s) for a tensor of this shape at this point of the schedule."""
+        psi = jnp.concatenate([sched_5, shape_features(shape)])
+        return self.step_mult * jnp.exp(psi @ theta["step"])
+
+    def optimizer(
+        self, theta: dict, *, num_steps: int | None = None, learning_rate: float | Callable | None = None,
+        roles: PyTree | None = None, fan_in: PyTree | None = None,
+    ) -> optax.GradientTransformationExtraArgs:
+        """The learned optimizer as an optax transformation; `update` requires params."""
+        if num_steps is not None and not (isinstance(num_steps, int) and num_steps >= 1):
+            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        mom_d, rms_d = self.decays(theta)
+
+        def init_fn(params):
+            return CeloState(jnp.zeros((), jnp.int32), jax.tree.map(init_acc, params))
+
+        def update_fn(updates, state, params=None, **extra):
+            del extra
+            common.require_params(params, "Celo")
+            sched_5 = schedule_features(state.count, num_steps)
+            acc = jax.tree.map(lambda g, a: update_acc(a, g, mom_d, rms_d), updates, state.acc)
+
+            def step(g, p, a):
+                d = jnp.where(a.v > 0, self.direction(theta, p, g, a, sched_5), 0.0)
+                d = d * jax.lax.rsqrt(jnp.mean(d * d) + OUT_EPS)
+                return (-self.step_size(theta, p.shape, sched_5) * d).astype(g.dtype)
+
+            new = jax.tree.map(step, updates, params, acc)
+            return new, CeloState(optax.safe_increment(state.count), acc)
+
+        parts = [optax.GradientTransformationExtraArgs(init_fn, update_fn)]
+        if learning_rate is not None:
+            parts.append(optax.scale_by_schedule(learning_rate) if callable(learning_rate)
+                         else optax.scale(learning_rate))
+        parts.append(mup.scale_by_mup(roles, fan_in))
+        return optax.chain(*parts)
