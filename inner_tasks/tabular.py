@@ -87,27 +87,32 @@ class TabularSpec(FlaxMLPMixin, TaskSpec):
 
     name: ClassVar[str] = "tabular"
     parametrization: ClassVar[str] = "sp"
-    generator: str = "classification"
+    # Fields marked DATA_ONLY shape the generated numbers, never the traced program (which sees
+    # the data as arrays): they are left out of equality and hash, so specs that differ only in
+    # them share one compiled program (a new draw of the family costs no recompilation).
+    generator: str = dataclasses.field(default="classification", compare=False)
     num_features: int = 16
     num_classes: int = 2
-    informative: float = 0.5
-    noise: float = 0.1
+    informative: float = dataclasses.field(default=0.5, compare=False)
+    noise: float = dataclasses.field(default=0.1, compare=False)
     num_train: int = 1024
     num_valid: int = 512
     batch_size: int = 64
-    seed: int = 0
-    standardize_x: bool = True
-    x_scale: float = 1.0
-    x_shift: float = 0.0
-    x_spread: float = 0.0
-    standardize_y: bool = True
-    y_scale: float = 1.0
+    seed: int = dataclasses.field(default=0, compare=False)
+    standardize_x: bool = dataclasses.field(default=True, compare=False)
+    x_scale: float = dataclasses.field(default=1.0, compare=False)
+    x_shift: float = dataclasses.field(default=0.0, compare=False)
+    x_spread: float = dataclasses.field(default=0.0, compare=False)
+    standardize_y: bool = dataclasses.field(default=True, compare=False)
+    y_scale: float = dataclasses.field(default=1.0, compare=False)
+    kind_: str = dataclasses.field(default="", init=False, repr=False)  # compared: the kind is traced
     width: int = 32
     depth: int = 1
     activation: str = "relu"
 
     def __post_init__(self):
         check_generator(self.generator)
+        object.__setattr__(self, "kind_", GENERATORS[self.generator])
         check_mlp(self.width, self.depth, self.activation)
         check_positive(num_train=self.num_train, num_valid=self.num_valid, batch_size=self.batch_size,
                        x_scale=self.x_scale, y_scale=self.y_scale)
@@ -221,7 +226,12 @@ def tabular_arrays(spec: TabularSpec) -> dict[str, np.ndarray]:
     return {"train_x": x[:n_train], "train_y": y[:n_train], "valid_x": x[n_train:], "valid_y": y[n_train:]}
 
 
-@functools.lru_cache(maxsize=16)
 def tabular_data(spec: TabularSpec) -> dict[str, jax.Array]:
-    """Device arrays of `tabular_arrays(spec)`."""
-    return {k: jnp.asarray(v) for k, v in tabular_arrays(spec).items()}
+    """Device arrays of `tabular_arrays(spec)`, cached on every field (specs that compare equal
+    may still hold different data: see TabularSpec)."""
+    return _cached_data(tuple((f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec) if f.init))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_data(fields: tuple) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v) for k, v in tabular_arrays(TabularSpec(**dict(fields))).items()}

@@ -282,3 +282,26 @@ def test_flax_mlp_family_and_spec():
     losses = jax.jit(jax.vmap(lambda t, k: t.loss(t.init(k), t.sample_batch(k)), in_axes=(task.in_axes(), 0)))(
         task, jax.random.split(jax.random.key(2), 2))
     assert np.all(np.isfinite(losses)) and np.all(np.abs(losses - np.log(10)) < 1.5)
+
+
+def test_draws_that_differ_only_in_data_share_one_program():
+    """Specs that differ only in data-only fields (seed, scales, noise, generator of one kind) compare
+    equal, so a jitted function of the Task compiles once; the data they carry still differ."""
+    from inner_tasks.tabular import TabularSpec
+
+    a = TabularSpec(generator="regression", seed=1, noise=0.2, x_scale=3.0, num_features=8, width=16)
+    b = TabularSpec(generator="friedman1", seed=2, noise=0.0, x_scale=0.5, num_features=8, width=16)
+    c = TabularSpec(generator="classification", seed=2, num_features=8, width=16)
+    assert a == b and hash(a) == hash(b) and a != c
+    ta, tb = a.make(), b.make()
+    assert not np.allclose(ta.data["train_x"], tb.data["train_x"])
+    traces = []
+
+    @jax.jit
+    def loss(task, params):
+        traces.append(1)
+        return task.loss(params, task.sample_batch(jax.random.key(0)))
+
+    params = ta.init(jax.random.key(0))
+    la, lb = loss(ta, params), loss(tb, params)
+    assert len(traces) == 1 and float(la) != float(lb)
