@@ -7,12 +7,12 @@ global-norm clipping at 1.0, for 5000 steps. Here: Fashion-MNIST 8×8, widths {3
 depths {1, 2}, batch 128, 3 task groups, and 1000 outer steps; everything else as in the paper.
 
 Command:  python meta_train.py --config configs/mulo_fmnist.py --workdir runs/mulo_fmnist
-Cost on 2 CPU cores: 1.2 s per outer step after compilation (measured over 12 steps), about 30
-minutes for 1000 steps with compilation of six task shapes and the evaluations; it resumes from
-its workdir if stopped.
-Expected (full run not yet measured here; 12 steps ran cleanly):
-the held-out meta-loss falls well below the initialization's within the first few hundred steps,
-as in configs/quick.py; the export is the starting point for the `mulo_fmnist` pretrained file.
+Cost on 2 CPU cores: 1.2 s per outer step on a quiet machine (measured over 12 steps), about 30
+minutes for 1000 steps; measured 1 h 30 min for the full run on 2 cores shared with two other
+meta-training runs and tests (2026-12-05). It resumes from its workdir if stopped.
+Measured (seed 0): the held-out meta-loss (3 unseen MLPs, 1000 steps each) falls from 18.6 at the
+initialization to 0.284 at step 100, 0.222 at 200 and 0.214-0.216 from step 400 to the end;
+eval/lopt_over_adam (against Adam at lr 3e-3, untuned) from 369 to 0.73-0.75.
 """
 
 from configs.base import base_config
