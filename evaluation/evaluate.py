@@ -118,13 +118,20 @@ def baseline(h: tuple[jax.Array, jax.Array]) -> optax.GradientTransformationExtr
     return optax.GradientTransformationExtraArgs(lambda p: tuple(o.init(p) for o in opts), update)
 
 
-@functools.partial(jax.jit, static_argnames=("make_opt", "num_steps", "eval_every"))
-def _curves(task, make_opt, hparams, keys, num_steps: int, eval_every: int) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("make_opt", "num_steps", "eval_every", "sequential"))
+def _curves(task, make_opt, hparams, keys, num_steps: int, eval_every: int,
+            sequential: bool = False) -> tuple[jax.Array, jax.Array]:
     """Curves of run i, trained with make_opt(hparams[i]) from keys[i]: validation [runs, points]
-    and training [runs, points - 1] (the mean minibatch loss over each eval_every steps)."""
+    and training [runs, points - 1] (the mean minibatch loss over each eval_every steps).
+
+    The runs are vmapped, or with `sequential` run one after another by `lax.map` in the same
+    single program (faster on CPU for a learned optimizer or a convnet: vmapped, μLO's
+    per-parameter MLP loses its fused 2-D kernels and convolutions become grouped ones)."""
     def one(h, key):
         curve = inner_tasks.train(task, make_opt(h), num_steps, key, eval_every=eval_every)
         return curve.valid_loss, curve.train_loss.reshape(-1, eval_every).mean(-1)
+    if sequential:
+        return jax.lax.map(lambda hk: one(*hk), (hparams, keys))
     return jax.vmap(one)(hparams, keys)
 
 
@@ -153,8 +160,17 @@ def _diverged(valid: np.ndarray, train: np.ndarray) -> np.ndarray:
     return bad | (valid[:, -1] > valid[:, 0])
 
 
+def choose_lr(grid: Sequence[float], losses: Sequence[float]) -> float:
+    """The tuning rule: the grid's learning rate with the lowest final loss, NaN/inf counting as
+    worst; the first (smallest) on a tie, so the smallest when every rate diverged."""
+    losses = np.asarray(losses, np.float64)
+    return grid[int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))]
+
+
 def _summary(valid: np.ndarray, train: np.ndarray, lr: float | None, metric: str) -> dict:
-    out = {"lr": lr, "diverged": int(_diverged(valid, train).sum())}
+    out = {"lr": lr, "diverged": int(_diverged(valid, train).sum()),
+           "nonfinite": int((~(np.isfinite(valid).all(-1) & np.isfinite(train).all(-1))).sum()),
+           "above_initial": int((valid[:, -1] > valid[:, 0]).sum())}
     for name, curves in (("valid", valid), ("train", train)):
         final = curves[:, -1].astype(np.float64)
         out[f"final_{name}_loss"] = [_finite(v) for v in final]
@@ -235,10 +251,15 @@ def evaluate(lopt_path_or_name: str, suite: str | Sequence[SuiteTask], seeds: in
 
 
 def _evaluate_task(st: SuiteTask, arch, theta, names: list[str], eval_seeds: list[int], metric: str, chunk: int,
-                   bar: tqdm.tqdm) -> dict:
+                   bar: tqdm.tqdm, grids: dict[str, Sequence[float]] = GRIDS,
+                   learned_opt: optax.GradientTransformation | None = None, sequential: bool = False) -> dict:
+    """One task's protocol. `st` is a SuiteTask or any object with its fields and `make()`;
+    `learned_opt` replaces `optimizer_for(arch, theta, task, st.num_steps)` when given;
+    `sequential` runs each program's rows by `lax.map` rather than vmap (see `_curves`)."""
     task = st.make()
-    run = functools.partial(_curves, task, num_steps=st.num_steps, eval_every=st.eval_every)
-    learned_opt = optimizer_for(arch, theta, task, st.num_steps)
+    run = functools.partial(_curves, task, num_steps=st.num_steps, eval_every=st.eval_every, sequential=sequential)
+    if learned_opt is None:
+        learned_opt = optimizer_for(arch, theta, task, st.num_steps)
     seeds = len(eval_seeds)
     valid, train = map(np.asarray, run(lambda _: learned_opt, jnp.zeros(seeds), seed_keys(eval_seeds)))
     bar.update(seeds)
@@ -248,15 +269,14 @@ def _evaluate_task(st: SuiteTask, arch, theta, names: list[str], eval_seeds: lis
     if not names:
         return entry
     index = {n: list(BASELINES).index(n) for n in names}
-    tune_rows = [(index[n], lr, TUNE_SEED) for n in names for lr in GRIDS[n]]
+    tune_rows = [(index[n], lr, TUNE_SEED) for n in names for lr in grids[n]]
     tune_valid, tune_train = _baseline_curves(run, tune_rows, chunk, bar)
     tune_final = {"valid": tune_valid[:, -1], "train": tune_train[:, -1]}
     chosen, tuning = {}, {}
     for n in names:
         rows = np.asarray([r[0] == index[n] for r in tune_rows])
-        losses = tune_final[metric][rows]
-        chosen[n] = GRIDS[n][int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))]
-        tuning[n] = {"lrs": list(GRIDS[n]), **{f"final_{k}_loss": [_finite(v) for v in f[rows]]
+        chosen[n] = choose_lr(grids[n], tune_final[metric][rows])
+        tuning[n] = {"lrs": list(grids[n]), **{f"final_{k}_loss": [_finite(v) for v in f[rows]]
                                                 for k, f in tune_final.items()}}
     eval_rows = [(index[n], chosen[n], s) for n in names for s in eval_seeds]
     valid, train = _baseline_curves(run, eval_rows, chunk, bar)
