@@ -8,8 +8,10 @@ state is the pair (the architecture's state, optax.EmptyState()). Files written 
 back with `load` (ready optimizer) or `load_theta` (architecture and theta).
 
 Modules: `celo`, `mulo`, `velo`, `adam` (the architectures), `features` and `common` (what they share),
-`mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file) and `tensorfile`
-(pytree tensor names, digests and atomic writes, shared with `checkpoints`).
+`mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file), `tensorfile`
+(pytree tensor names, digests and atomic writes, shared with `checkpoints`), and `online` with
+`online_rules` (online meta-learning of an update rule's meta-parameters during one training run,
+standard / optimistic (BMG) / look-ahead meta-gradients, as an optax transformation: `online_meta`).
 
 >>> import jax, optax, lopt
 >>> arch = lopt.ARCHITECTURES["mulo"]()
@@ -24,6 +26,10 @@ from lopt.features import FEATURE_VERSION
 from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
 from lopt.mulo import MuLO
 from lopt.mup import infer_roles, multipliers, scale_by_mup
+from lopt.online import (OnlineMetaState, bmg_target, lookahead_meta_grad, online_meta, optimistic_meta_grad,
+                         standard_meta_grad, unrolled_meta_grad)
+from lopt.online_rules import (UpdateRule, elementwise_adam, elementwise_sgd, elementwise_sgd_bmg_closed_form,
+                               learned, momentum)
 from lopt.velo import VeLO
 
 ARCHITECTURES = {"mulo": MuLO, "velo": VeLO, "adam": LearnableAdam, "celo": Celo}
@@ -39,4 +45,7 @@ def get_arch(name: str, **config):
 __all__ = [
     "ARCHITECTURES", "FEATURE_VERSION", "Celo", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",
     "infer_roles", "list_pretrained", "load", "load_theta", "multipliers", "save", "scale_by_mup",
+    "OnlineMetaState", "UpdateRule", "bmg_target", "elementwise_adam", "elementwise_sgd",
+    "elementwise_sgd_bmg_closed_form", "learned", "lookahead_meta_grad", "momentum", "online_meta",
+    "optimistic_meta_grad", "standard_meta_grad", "unrolled_meta_grad",
 ]
