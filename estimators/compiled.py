@@ -39,10 +39,18 @@ class PerClassJit:
     argument (an estimator). One shared cache is unsafe: jax 0.10.2 compares the treedefs of two
     registered dataclasses of the same layout (PES and ES-Single, their states) as equal while
     their hashes differ, so a cache can hand one class the program traced for the other
-    (estimators/NOTES.md). `program(first)` is the jitted function for first's classes."""
+    (estimators/NOTES.md). `program(first)` is the jitted function for first's classes.
 
-    def __init__(self, fn: Callable, **jit_kwargs: Any):
-        self.fn, self.jit_kwargs, self.programs = fn, jit_kwargs, {}
+    Each function keeps at most `max_programs` compiled programs: a long meta-training run draws
+    new task shapes every few hundred steps, and every compiled program holds its machine code
+    (memory maps) until the process ends; two generalist runs died at meta-step ~1900 and ~2400
+    with "LLVM compilation error: Cannot allocate memory". When a function's cache is full it is
+    emptied before the next call, which then compiles again."""
+
+    def __init__(self, fn: Callable, max_programs: int = 24, **jit_kwargs: Any):
+        if max_programs < 1:
+            raise ValueError(f"max_programs must be >= 1, got {max_programs}")
+        self.fn, self.jit_kwargs, self.programs, self.max_programs = fn, jit_kwargs, {}, max_programs
         functools.update_wrapper(self, fn)  # name, docstring and signature of fn
 
     def program(self, first: Any) -> Callable:
@@ -53,4 +61,7 @@ class PerClassJit:
         return self.programs[classes]
 
     def __call__(self, first: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.program(first)(first, *args, **kwargs)
+        program = self.program(first)
+        if program._cache_size() >= self.max_programs:
+            program.clear_cache()
+        return program(first, *args, **kwargs)

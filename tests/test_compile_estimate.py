@@ -77,3 +77,15 @@ def test_estimator_classes_of_one_layout_never_share_a_program():
         for i, est in enumerate(ests):
             grad, state, _ = estimators.compile_estimate(est)(theta, est.init(theta, None), None)
             assert type(state).__name__ == f"State{i}" and float(grad["w"][0]) == i, (i, type(state).__name__)
+
+
+def test_per_class_jit_keeps_at_most_max_programs_and_stays_correct():
+    """A long run draws new shapes: the cache is bounded, and a call after emptying it recompiles."""
+    f = estimators.PerClassJit(lambda est, x: est["scale"] * x + 1.0, max_programs=2)
+    est = {"scale": jnp.float32(2.0)}
+    for n in range(1, 6):  # five shapes, five programs traced, never more than two kept
+        x = jnp.arange(n, dtype=jnp.float32)
+        np.testing.assert_array_equal(f(est, x), 2.0 * np.arange(n) + 1.0)
+        assert f.program(est)._cache_size() <= 2
+    with pytest.raises(ValueError, match="max_programs"):
+        estimators.PerClassJit(lambda est: est, max_programs=0)
