@@ -5,6 +5,8 @@ depends only on (seed, g, epoch), so a resumed run rebuilds the same groups."""
 
 from __future__ import annotations
 
+import pathlib
+
 import jax
 
 from estimators import Estimator, PerClassJit, sharding
@@ -16,6 +18,31 @@ def _init(est: Estimator, theta, key: jax.Array):
 
 
 _init_state = PerClassJit(_init)  # one program per estimator class (see estimators.PerClassJit)
+MAPS_FRACTION = 0.25  # clear JAX's caches when the process holds this share of the kernel's memory-map limit
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """(memory maps this process holds, the kernel's limit vm.max_map_count), or None off Linux."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            held = sum(1 for _ in f)
+        return held, int(pathlib.Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def release_compiled_code(fraction: float = MAPS_FRACTION) -> bool:
+    """Empties JAX's compilation caches when compiled code holds over `fraction` of the memory-map
+    limit, and says whether it did. Every new task shape compiles programs (the estimator's and
+    many small eager ones), each holding its machine code in memory maps until its cache entry
+    goes. Two generalist runs died at meta-step ~1900 and ~2400 with "LLVM compilation error:
+    Cannot allocate memory"; a third held 9,700 maps at its start and 21,000 after 525 meta-steps
+    (3 redraws of each group), against a limit of 65,530."""
+    maps = memory_maps()
+    if maps is None or maps[0] < fraction * maps[1]:
+        return False
+    jax.clear_caches()
+    return True
 
 
 class Groups:
@@ -39,11 +66,12 @@ class Groups:
 
     def advance(self, step: int, theta, states: list, key: jax.Array) -> list[bool]:
         """Moves every group to `step`'s epoch, initializing the states of redrawn groups."""
-        changed = []
+        changed = [self.epoch(g, step) != self.epochs[g] for g in range(self.setup.num_groups)]
+        if any(changed):
+            release_compiled_code()
         for g in range(self.setup.num_groups):
             e = self.epoch(g, step)
-            changed.append(e != self.epochs[g])
-            if changed[-1]:
+            if changed[g]:
                 self._build(g, e)
                 states[g] = sharding.place(self.ests[g], _init_state(self.ests[g], theta, jax.random.fold_in(key, g)),
                                            self.mesh)

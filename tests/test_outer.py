@@ -97,3 +97,18 @@ def test_log_writes_every_estimators_own_metrics_combined_over_groups(tmp_path):
     assert not any(k.startswith("group") for k in out)
     tags = EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"]
     assert {"meta/dropped", "bmg/matching", "es/best_fitness", "family/mlp/0/loss"} <= set(tags)
+
+
+def test_release_compiled_code_empties_caches_only_under_pressure():
+    """Long runs compile a program per task shape; over a share of the memory-map limit the caches go."""
+    from outer import groups
+    f = jax.jit(lambda x: x * 2.0)
+    f(jnp.ones(3))
+    assert f._cache_size() == 1
+    maps = groups.memory_maps()
+    if maps is None:
+        pytest.skip("no /proc/self/maps here")
+    assert 0 < maps[0] < maps[1]
+    assert not groups.release_compiled_code(fraction=1.0) and f._cache_size() == 1
+    assert groups.release_compiled_code(fraction=0.0) and f._cache_size() == 0
+    np.testing.assert_array_equal(f(jnp.ones(3)), 2.0 * np.ones(3))  # and it compiles again
