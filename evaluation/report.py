@@ -122,9 +122,45 @@ def width_figure(results: Sequence[dict], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
+def continuation_chain(provenance: dict) -> list[dict]:
+    """The files a run continued from (`--config.init_from`), oldest first: init_from, sha256,
+    date and meta-training steps of each, from the nested `continues` provenance."""
+    chain, prov = [], provenance
+    while isinstance(prov.get("continues"), dict):
+        c = prov["continues"]
+        prov = c.get("provenance") or {}
+        chain.append({"init_from": c.get("init_from"), "sha256": c.get("sha256"), "date": prov.get("date"),
+                      "meta_training_steps": prov.get("meta_training_steps")})
+    return chain[::-1]
+
+
+def _chain_lines(provenance: dict, compute: dict) -> list[str]:
+    chain = continuation_chain(provenance)
+    if not chain:
+        return []
+    lines = ["Continuation chain (`--config.init_from`), oldest first:", ""]
+    for i, c in enumerate(chain, 1):
+        lines.append(f"{i}. `{c['init_from']}` (sha256 `{str(c['sha256'])[:16]}…`, written {c['date']}): "
+                     f"{c['meta_training_steps']} meta-steps")
+    lines += [f"{len(chain) + 1}. this run: {compute['meta_steps']} meta-steps; "
+              f"{provenance.get('total_meta_training_steps', '?')} meta-steps in all", ""]
+    return lines
+
+
+def _results_markdown(res: dict) -> str:
+    if "speedup_basis" in res:  # evaluation.user_models
+        from evaluation import user_models
+        body = user_models.markdown(res).strip().split("\n", 1)[1]  # its own title goes
+        return f"## Results: user-model suite `{res['suite']}`\n{body}"
+    return f"## Results: suite `{res['suite']}`\n\n{evaluate.markdown(res).strip()}"
+
+
 def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], notes: str | None,
-         out_dir: pathlib.Path = PRETRAINED) -> pathlib.Path:
-    """Ships WORKDIR's export as NAME.safetensors with its model card NAME.md and NAME_curve.png."""
+         out_dir: pathlib.Path = PRETRAINED, machine: str = "a 2-core CPU machine") -> pathlib.Path:
+    """Ships WORKDIR's export as NAME.safetensors with its model card NAME.md and NAME_curve.png.
+
+    `results_dirs` hold `evaluation.evaluate` or `evaluation.user_models` results; `machine` says
+    where the compute was spent."""
     src = pathlib.Path(workdir) / "lopt.safetensors"
     arch, theta, header = lopt.load_theta(src)
     events = load_events(workdir)
@@ -135,9 +171,10 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
     curve_figure(events, out_dir / f"{name}_curve.png", f"{name}: meta-training")
     results = _results(results_dirs)
     hours = compute["wall_clock_s"] / 3600
+    mup_note = "  # + roles=, fan_in= on a μP model" if arch.name == "mulo" else ""
     lines = [
         f"# `{name}`: {arch.name} learned optimizer", "",
-        "```python", "import lopt", f'opt = lopt.load("{name}", num_steps=N)  # + roles=, fan_in= on a μP model',
+        "```python", "import lopt", f'opt = lopt.load("{name}", num_steps=N){mup_note}',
         "```", "",
         f"Architecture `{arch.name}` {json.dumps(header['arch_config'])}; "
         f"{sum(np.size(x) for x in jax.tree.leaves(theta))} meta-parameters; tensor sha256 `{header['sha256'][:16]}…`.", "",
@@ -146,14 +183,14 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
         f"(config below, as stored in the file's provenance).", "",
         "## Compute spent", "",
         f"{compute['meta_steps']} meta-steps in {hours:.2f} h of wall-clock ({compute['resumes']} "
-        f"resume{'' if compute['resumes'] == 1 else 's'}), on a "
-        "2-core CPU machine shared with one other meta-training run.", "",
+        f"resume{'' if compute['resumes'] == 1 else 's'}), on {machine}.", "",
+        *_chain_lines(header["provenance"], compute),
         "## Meta-training curve", "", f"![meta-training curve]({name}_curve.png)", "",
     ]
     if notes:
         lines += [pathlib.Path(notes).read_text().strip(), ""]
     for res in results:
-        lines += [f"## Results: suite `{res['suite']}`", "", evaluate.markdown(res).strip(), ""]
+        lines += [_results_markdown(res), ""]
     lines += ["## Config", "", "```json", json.dumps(header["provenance"]["config"], indent=1), "```", ""]
     (out_dir / f"{name}.md").write_text("\n".join(lines))
     return shipped
@@ -168,13 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--recipe", required=True)
     c.add_argument("--results", action="append", default=[])
     c.add_argument("--notes", default=None)
+    c.add_argument("--machine", default="a 2-core CPU machine", help="where the compute was spent, for the card")
     w = sub.add_parser("width")
     w.add_argument("--results", action="append", required=True)
     w.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "card":
-            print(card(args.name, args.workdir, args.recipe, args.results, args.notes))
+            print(card(args.name, args.workdir, args.recipe, args.results, args.notes, machine=args.machine))
         else:
             width_figure(_results(args.results), pathlib.Path(args.out))
     except (ValueError, lopt.LoptFileError) as e:

@@ -317,3 +317,28 @@ def test_suites():
     labels = {t.label for t in full}
     assert {"digits_mlp_w1024_d2", "digits_mlp_w128_d8"} <= labels
     assert um.GRID == (1e-4, 3.16e-4, 1e-3, 3.16e-3, 0.01, 0.0316, 0.1)
+
+
+def test_model_card_from_user_model_results_and_a_continuation_chain(run, tmp_path):
+    """`evaluation.report.card` renders user-model results and the init_from chain in the file's provenance."""
+    from tensorboardX import SummaryWriter
+
+    from evaluation import report
+    workdir = tmp_path / "run"
+    writer = SummaryWriter(str(workdir))
+    for step in (10, 20, 30):
+        writer.add_scalar("meta/loss", 1.0 / step, step)
+    writer.close()
+    arch = lopt.Celo()
+    first = {"date": "2026-12-05T17:07:37+00:00", "meta_training_steps": 1900, "config": {}}
+    prov = {"meta_training_steps": 30, "config": {"seed": 0}, "total_meta_training_steps": 1930,
+            "continues": {"init_from": "exports/first.safetensors", "sha256": "ab" * 32, "provenance": first}}
+    lopt.save(workdir / "lopt.safetensors", arch, arch.init(jax.random.key(0)), prov)
+    assert report.continuation_chain(prov) == [{"init_from": "exports/first.safetensors", "sha256": "ab" * 32,
+                                                "date": first["date"], "meta_training_steps": 1900}]
+    report.card("gen", str(workdir), "configs/generalist.py", [str(run[1])], None, out_dir=tmp_path / "pre",
+                machine="a test machine")
+    md = (tmp_path / "pre" / "gen.md").read_text()
+    assert 'opt = lopt.load("gen", num_steps=N)\n' in md and "on a test machine" in md
+    assert "1. `exports/first.safetensors` (sha256 `abababababababab…`" in md and "1930 meta-steps in all" in md
+    assert "## Results: user-model suite" in md and "| iris_mlp_w64_d2 |" in md and "## Final validation loss" in md
