@@ -82,6 +82,10 @@ def _init_from(path_or_name: str, arch) -> tuple[object, dict | None]:
     except lopt.LoptFileError as e:
         raise ValueError(f"config.init_from: {e}") from None
     if file_arch != arch:
+        try:  # an architecture may take over a theta of a narrower config of itself (`adopt`)
+            return arch.adopt(theta, file_arch), header
+        except (AttributeError, ValueError):
+            pass
         settings = " ".join(f"--config.lopt.{k}={v!r}" for k, v in header.get("arch_config", {}).items())
         raise ValueError(f"config.init_from {path_or_name!r} holds {file_arch!r}, but config.lopt builds {arch!r}; "
                          f"use --config.lopt.name={file_arch.name} {settings}")

@@ -10,7 +10,10 @@ and scaled by a per-tensor step size:
 
 ψ holds 5 schedule features of the training fraction t/num_steps (VeLO-style: the optimizer knows
 the horizon) and 2 static shape features (is-matrix, log fan-in), so the learned step size can
-follow a schedule and depend on a tensor's width. At `init`, the skip is Adam's direction m/√v
+follow a schedule and depend on a tensor's width. With `model_features=True` ψ also holds one
+static feature of the whole model, log(number of matrices)/log(16) (a depth proxy, `model_feature`),
+so that the step can shrink for deep models; its weight starts at zero, and `adopt` turns a theta
+without it into one with it that steps identically. At `init`, the skip is Adam's direction m/√v
 (β1 = 0.9, β2 = 0.999, no bias correction), the MLP's last layer and w_s are zero: the untrained
 optimizer is per-tensor-normalized Adam with learning rate `step_mult`. Elements that have never
 had a nonzero gradient (v = 0) do not move, as with Adam.
@@ -169,6 +172,12 @@ def schedule_features(count: jax.Array, num_steps: int | None) -> jax.Array:
     return jnp.tanh(4.0 * (frac - jnp.asarray(SCHEDULE_POINTS, jnp.float32)))
 
 
+def model_feature(params: PyTree) -> jax.Array:
+    """log(number of tensors of rank >= 2, at least 1)/log(16): 1 for a 16-matrix model (static)."""
+    n = sum(1 for p in jax.tree.leaves(params) if jnp.ndim(p) >= 2)
+    return jnp.asarray([math.log(max(n, 1)) / math.log(16.0)], jnp.float32)
+
+
 def shape_features(shape: tuple[int, ...]) -> jax.Array:
     """(is a matrix, log(fan-in)/log(1024)) of a tensor, with fan-in = the product of all axes
     but the last (flax's kernel layout); vectors have fan-in 1."""
@@ -186,6 +195,12 @@ class Celo:
     step_mult: float = 1e-3
     mom_decays: tuple[float, float] = (0.9, 0.99)
     rms_decay: float = 0.999
+    model_features: bool = False
+
+    @property
+    def num_step_features(self) -> int:
+        """Length of ψ: schedule, shape and (with `model_features`) the model feature."""
+        return NUM_TENSOR_FEATURES + int(self.model_features)
 
     def __post_init__(self):
         if self.hidden_size < 1:
@@ -205,7 +220,7 @@ class Celo:
         return {
             "mlp": mlp,
             "skip": jnp.zeros((NUM_FEATURES,), jnp.float32).at[ADAM_FEATURE].set(1.0),
-            "step": jnp.zeros((NUM_TENSOR_FEATURES,), jnp.float32),
+            "step": jnp.zeros((self.num_step_features,), jnp.float32),
             "decay_logits": {"mom": jnp.zeros((2,), jnp.float32), "rms": jnp.zeros((), jnp.float32)},
         }
 
@@ -225,10 +240,27 @@ class Celo:
                   *((mlp[f"w{i}"], mlp[f"b{i}"]) for i in range(1, n_layers)))
         return mlp_direction(layers, theta["skip"] * inv_rms, x)
 
-    def step_size(self, theta: dict, shape: tuple[int, ...], sched_5: jax.Array) -> jax.Array:
-        """step_mult · exp(ψ · w_s) for a tensor of this shape at this point of the schedule."""
-        psi = jnp.concatenate([sched_5, shape_features(shape)])
-        return self.step_mult * jnp.exp(psi @ theta["step"])
+    def step_size(self, theta: dict, shape: tuple[int, ...], sched_5: jax.Array,
+                  model: jax.Array | None = None) -> jax.Array:
+        """step_mult · exp(ψ · w_s) for a tensor of this shape at this point of the schedule
+        (`model`: `model_feature(params)`, used with `model_features`)."""
+        parts = [sched_5, shape_features(shape)] + ([model] if self.model_features else [])
+        return self.step_mult * jnp.exp(jnp.concatenate(parts) @ theta["step"])
+
+    def adopt(self, theta: dict, other: Celo) -> dict:
+        """`theta` of architecture `other` as a theta of this one that steps identically: the only
+        difference allowed is `model_features` turned on (its step weight starts at zero).
+
+        >>> old = Celo(); new = Celo(model_features=True)
+        >>> new.adopt(old.init(jax.random.key(0)), old)["step"].shape
+        (8,)
+        """
+        if not isinstance(other, Celo) or dataclasses.replace(other, model_features=self.model_features) != self \
+                or (other.model_features and not self.model_features):
+            raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only turning model_features "
+                             "on is supported")
+        pad = self.num_step_features - other.num_step_features
+        return dict(theta, step=jnp.concatenate([jnp.asarray(theta["step"]), jnp.zeros((pad,), jnp.float32)]))
 
     def optimizer(
         self, theta: dict, *, num_steps: int | None = None, learning_rate: float | Callable | None = None,
@@ -246,12 +278,13 @@ class Celo:
             del extra
             common.require_params(params, "Celo")
             sched_5 = schedule_features(state.count, num_steps)
+            model = model_feature(params) if self.model_features else None
             acc = jax.tree.map(lambda g, a: update_acc(a, g, mom_d, rms_d), updates, state.acc)
 
             def step(g, p, a):
                 d = jnp.where(a.v > 0, self.direction(theta, p, g, a, sched_5), 0.0)
                 d = d * jax.lax.rsqrt(jnp.mean(d * d) + OUT_EPS)
-                return (-self.step_size(theta, p.shape, sched_5) * d).astype(g.dtype)
+                return (-self.step_size(theta, p.shape, sched_5, model) * d).astype(g.dtype)
 
             new = jax.tree.map(step, updates, params, acc)
             return new, CeloState(optax.safe_increment(state.count), acc)

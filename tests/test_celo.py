@@ -221,3 +221,34 @@ def test_bad_options_are_refused():
         lopt.Celo(step_mult=-1.0)
     with pytest.raises(ValueError, match="decays"):
         lopt.Celo(rms_decay=1.0)
+
+
+def test_model_feature_scales_the_step_by_depth_as_numpy_says():
+    """With model_features, ψ gains log(#matrices)/log(16): the step is the base step times
+    exp(w · that feature), and a zero weight (the init, `adopt`) changes nothing."""
+    base = lopt.Celo()
+    arch = lopt.Celo(model_features=True)
+    theta0 = _random_theta(3)
+    rng = np.random.default_rng(3)
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in SHAPES.items()}
+    grads = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in SHAPES.items()}
+    n_matrices = sum(len(s) >= 2 for s in SHAPES.values())  # w and k
+    feature = math.log(n_matrices) / math.log(16)
+    np.testing.assert_allclose(celo.model_feature(params), [feature], rtol=1e-6)
+    want = NumpyCelo(base, theta0, 10).update(grads, params)
+    adopted = arch.adopt(theta0, base)
+    assert adopted["step"].shape == (arch.num_step_features,) and float(adopted["step"][-1]) == 0.0
+    for w, scale in ((0.0, 1.0), (-1.5, math.exp(-1.5 * feature))):
+        theta = dict(adopted, step=adopted["step"].at[-1].set(w))
+        opt = arch.optimizer(theta, num_steps=10)
+        got, _ = opt.update(grads, opt.init(params), params)
+        for k in SHAPES:
+            np.testing.assert_allclose(got[k], scale * want[k], rtol=2e-4, atol=1e-9, err_msg=k)
+
+
+def test_adopt_refuses_anything_but_turning_model_features_on():
+    theta = lopt.Celo(model_features=True).init(jax.random.key(0))
+    with pytest.raises(ValueError, match="only turning model_features on"):
+        lopt.Celo().adopt(theta, lopt.Celo(model_features=True))
+    with pytest.raises(ValueError, match="only turning model_features on"):
+        lopt.Celo(hidden_size=4, model_features=True).adopt(lopt.Celo().init(jax.random.key(0)), lopt.Celo())

@@ -56,3 +56,17 @@ def test_init_from_a_shipped_name_and_bad_input(tmp_path):
     c.init_from = str(bad)
     with pytest.raises(ValueError, match="config.init_from: .*not a readable"):
         build(c)
+
+
+def test_init_from_a_celo_file_into_celo_with_model_features(tmp_path):
+    """A run can turn Celo's model feature on and start from a file without it (the step weight
+    of the new feature starts at zero, every other meta-parameter is the file's)."""
+    c = tiny.get_config()
+    c.lopt = {"name": "celo", "hidden_size": 8}
+    path, theta = _file(tmp_path, lopt.Celo(), 0.25, {})
+    c.init_from = str(path)
+    c.lopt.model_features = True
+    got = build(c).init_theta
+    assert got["step"].shape == (theta["step"].shape[0] + 1,) and float(got["step"][-1]) == 0.0
+    np.testing.assert_array_equal(got["step"][:-1], theta["step"])
+    np.testing.assert_array_equal(got["mlp"]["w0"], theta["mlp"]["w0"])
