@@ -9,7 +9,8 @@ towards deep models and a MAC cap (2**23) that admits 128-wide 8-layer MLPs at b
 
 Command:  python meta_train.py --config configs/generalist_depth.py --workdir runs/generalist4 \
               --config.init_from=checkpoints/exports/generalist2_step3000.safetensors
-Cost on 2 CPU cores and result: see checkpoints/exports/README.md (stage 4).
+Cost on 2 CPU cores: 1475 meta-steps in 12 min (5 steps/s once shapes are compiled). Result so far
+(checkpoints/exports/README.md, stage 4): held-out 0.404 → 0.403; the depth weight moved to −0.025.
 """
 
 from configs import generalist
