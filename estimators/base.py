@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from estimators.sharding import constrain
+from lopt.common import all_finite
 
 PyTree = Any
 OBJECTIVES = ("mean", "truncation_end")
@@ -401,5 +402,5 @@ def slot_mean(per_slot: PyTree, valid_N: jax.Array | None = None) -> tuple[PyTre
 def finite_or_zero(grad: PyTree) -> tuple[PyTree, jax.Array]:
     """The gradient, or zeros if any entry is non-finite; also whether it was dropped (full ES,
     whose step is one vector for the whole population)."""
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]))
+    finite = all_finite(grad)
     return jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grad), ~finite

@@ -75,3 +75,9 @@ def dense_pairs(h: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
 def require_params(params: PyTree | None, name: str) -> None:
     if params is None:
         raise ValueError(f"{name}.update needs params: call update(grads, state, params)")
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+    """Whether every entry of every leaf of `tree` is finite (True for a tree without leaves)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lopt import common
 from lopt.online_rules import (UpdateRule, elementwise_adam, elementwise_sgd, elementwise_sgd_bmg_closed_form,
                                learned, momentum)
 from lopt.tensorfile import path_str
@@ -267,17 +268,12 @@ def _validate(rule, meta_optimizer, mode, target_steps, target_lr, unroll) -> fl
 
 # ----------------------------------------------------------------------------- the transformation
 
-def _all_finite(tree: PyTree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
 def _meta_step(meta_optimizer, grad, state: OnlineMetaState, active: jax.Array | bool = True) -> OnlineMetaState:
     """w ← U(w, grad) where `active` and everything is finite; otherwise w and meta_state stay."""
     grad = _cast_like(grad, state.w)
     step, new_meta_state = meta_optimizer.update(grad, state.meta_state, state.w)
     new_w = _add(state.w, step)
-    ok = jnp.logical_and(active, jnp.logical_and(_all_finite(grad), _all_finite(new_w)))
+    ok = jnp.logical_and(active, jnp.logical_and(common.all_finite(grad), common.all_finite(new_w)))
     skipped = jnp.logical_and(active, jnp.logical_not(ok))
     norm = jnp.where(active, optax.tree.norm(grad), state.meta_grad_norm).astype(jnp.float32)
     return state._replace(

@@ -25,6 +25,7 @@ from absl import logging
 
 import estimators
 import lopt
+from lopt.common import all_finite
 import monitoring
 from estimators import sharding
 from evaluation import Evaluator
@@ -40,7 +41,7 @@ def outer_step(outer: optax.GradientTransformation, theta, opt_state, grads: lis
     """Averages the meta-gradients of the groups that produced one (not `dropped`, every entry
     finite) and applies one outer-optimizer step; with none, the step is skipped whole: θ and
     the optimizer state (moments, step count, weight decay) stay as they were."""
-    used = [~jnp.asarray(d, bool) & _all_finite(g) for g, d in zip(grads, dropped)]
+    used = [~jnp.asarray(d, bool) & all_finite(g) for g, d in zip(grads, dropped)]
     n_used = sum(u.astype(jnp.int32) for u in used)
     denom = jnp.maximum(n_used, 1)
     grad = jax.tree.map(lambda *g: sum(jnp.where(u, x, jnp.zeros_like(x)) for u, x in zip(used, g)) / denom, *grads)
@@ -50,10 +51,6 @@ def outer_step(outer: optax.GradientTransformation, theta, opt_state, grads: lis
                                     (optax.apply_updates(theta, updates), new_state))
     return theta, opt_state, {"outer/grad_norm": optax.tree.norm(grad), "outer/groups_used": n_used,
                               "outer/skipped": skip.astype(jnp.int32)}
-
-
-def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def export(workdir: str, setup: Setup, theta, step: int) -> pathlib.Path:
