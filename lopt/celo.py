@@ -13,7 +13,17 @@ the horizon) and 2 static shape features (is-matrix, log fan-in), so the learned
 follow a schedule and depend on a tensor's width. With `model_features=True` ψ also holds one
 static feature of the whole model, log(number of matrices)/log(16) (a depth proxy, `model_feature`),
 so that the step can shrink for deep models; its weight starts at zero, and `adopt` turns a theta
-without it into one with it that steps identically. At `init`, the skip is Adam's direction m/√v
+without it into one with it that steps identically.
+
+Two optional static priors multiply the step (both off by default, so older files step as before):
+`width_power` p scales the step of every matrix wider than the reference by (ref_fan_in/fan_in)^p,
+μP's law for Adam-like updates at p = 1 (an update of RMS η aligned with the layer's input moves
+its outputs by about η·fan_in, so a width-independent change needs η ∝ 1/fan_in); `depth_power` q
+scales every tensor's step by (ref_matrices/#matrices)^q in models deeper than the reference (the
+changes of L layers add up, so q = 1 keeps the change of the whole function independent of
+depth). Both only shrink the step: at and below the reference (fan-in 64, 3 matrices) they are 1,
+so narrow input layers (a few tabular features) and shallow models step as the meta-trained
+optimizer does there; the learned weights of ψ correct them. At `init`, the skip is Adam's direction m/√v
 (β1 = 0.9, β2 = 0.999, no bias correction), the MLP's last layer and w_s are zero: the untrained
 optimizer is per-tensor-normalized Adam with learning rate `step_mult`. Elements that have never
 had a nonzero gradient (v = 0) do not move, as with Adam.
@@ -196,6 +206,10 @@ class Celo:
     mom_decays: tuple[float, float] = (0.9, 0.99)
     rms_decay: float = 0.999
     model_features: bool = False
+    width_power: float = 0.0
+    depth_power: float = 0.0
+    ref_fan_in: int = 64
+    ref_matrices: int = 3
 
     @property
     def num_step_features(self) -> int:
@@ -212,6 +226,12 @@ class Celo:
         for d in (*self.mom_decays, self.rms_decay):
             if not 0.0 <= d < 1.0:
                 raise ValueError(f"decays must lie in [0, 1), got {d}")
+        for name in ("width_power", "depth_power"):
+            if not (isinstance(getattr(self, name), (int, float)) and 0.0 <= getattr(self, name) <= 2.0):
+                raise ValueError(f"{name} must be a number in [0, 2], got {getattr(self, name)!r}")
+        for name in ("ref_fan_in", "ref_matrices"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
 
     def init(self, key: jax.Array) -> dict:
         h = self.hidden_size
@@ -240,25 +260,38 @@ class Celo:
                   *((mlp[f"w{i}"], mlp[f"b{i}"]) for i in range(1, n_layers)))
         return mlp_direction(layers, theta["skip"] * inv_rms, x)
 
+    def prior(self, shape: tuple[int, ...], num_matrices: int) -> float:
+        """The static step multiplier (ref_fan_in/max(fan_in, ref_fan_in))^width_power (matrices
+        only) · (ref_matrices/max(num_matrices, ref_matrices))^depth_power; at most 1, and 1 with
+        both powers at 0 (the default)."""
+        fan_in = max(math.prod(shape[:-1]) if len(shape) >= 2 else 1, self.ref_fan_in)
+        depth = max(num_matrices, self.ref_matrices)
+        return (self.ref_fan_in / fan_in) ** self.width_power * (self.ref_matrices / depth) ** self.depth_power
+
     def step_size(self, theta: dict, shape: tuple[int, ...], sched_5: jax.Array,
-                  model: jax.Array | None = None) -> jax.Array:
-        """step_mult · exp(ψ · w_s) for a tensor of this shape at this point of the schedule
-        (`model`: `model_feature(params)`, used with `model_features`)."""
+                  model: jax.Array | None = None, num_matrices: int | None = None) -> jax.Array:
+        """step_mult · prior · exp(ψ · w_s) for a tensor of this shape at this point of the
+        schedule (`model`: `model_feature(params)`, used with `model_features`; `num_matrices`:
+        the model's number of tensors of rank >= 2, used by the depth prior, `ref_matrices` if None)."""
         parts = [sched_5, shape_features(shape)] + ([model] if self.model_features else [])
-        return self.step_mult * jnp.exp(jnp.concatenate(parts) @ theta["step"])
+        prior = self.prior(shape, self.ref_matrices if num_matrices is None else num_matrices)
+        return self.step_mult * prior * jnp.exp(jnp.concatenate(parts) @ theta["step"])
 
     def adopt(self, theta: dict, other: Celo) -> dict:
-        """`theta` of architecture `other` as a theta of this one that steps identically: the only
-        difference allowed is `model_features` turned on (its step weight starts at zero).
+        """`theta` of architecture `other` as a theta of this one: turning `model_features` on pads
+        the step weights with a zero (it steps identically); the static priors (`width_power`,
+        `depth_power`, their references) may differ, which changes the step only away from the
+        reference shape. Nothing else may differ.
 
         >>> old = Celo(); new = Celo(model_features=True)
         >>> new.adopt(old.init(jax.random.key(0)), old)["step"].shape
         (8,)
         """
-        if not isinstance(other, Celo) or dataclasses.replace(other, model_features=self.model_features) != self \
+        priors = ("model_features", "width_power", "depth_power", "ref_fan_in", "ref_matrices")
+        if not isinstance(other, Celo) or dataclasses.replace(other, **{k: getattr(self, k) for k in priors}) != self \
                 or (other.model_features and not self.model_features):
             raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only turning model_features "
-                             "on is supported")
+                             "on and changing the step priors are supported")
         pad = self.num_step_features - other.num_step_features
         return dict(theta, step=jnp.concatenate([jnp.asarray(theta["step"]), jnp.zeros((pad,), jnp.float32)]))
 
@@ -279,12 +312,13 @@ class Celo:
             common.require_params(params, "Celo")
             sched_5 = schedule_features(state.count, num_steps)
             model = model_feature(params) if self.model_features else None
+            n_matrices = sum(1 for p in jax.tree.leaves(params) if jnp.ndim(p) >= 2)
             acc = jax.tree.map(lambda g, a: update_acc(a, g, mom_d, rms_d), updates, state.acc)
 
             def step(g, p, a):
                 d = jnp.where(a.v > 0, self.direction(theta, p, g, a, sched_5), 0.0)
                 d = d * jax.lax.rsqrt(jnp.mean(d * d) + OUT_EPS)
-                return (-self.step_size(theta, p.shape, sched_5, model) * d).astype(g.dtype)
+                return (-self.step_size(theta, p.shape, sched_5, model, n_matrices) * d).astype(g.dtype)
 
             new = jax.tree.map(step, updates, params, acc)
             return new, CeloState(optax.safe_increment(state.count), acc)

@@ -221,6 +221,10 @@ def test_bad_options_are_refused():
         lopt.Celo(step_mult=-1.0)
     with pytest.raises(ValueError, match="decays"):
         lopt.Celo(rms_decay=1.0)
+    with pytest.raises(ValueError, match="width_power"):
+        lopt.Celo(width_power=-1.0)
+    with pytest.raises(ValueError, match="ref_matrices"):
+        lopt.Celo(ref_matrices=0)
 
 
 def test_model_feature_scales_the_step_by_depth_as_numpy_says():
@@ -246,9 +250,33 @@ def test_model_feature_scales_the_step_by_depth_as_numpy_says():
             np.testing.assert_allclose(got[k], scale * want[k], rtol=2e-4, atol=1e-9, err_msg=k)
 
 
+@pytest.mark.parametrize("width_power,depth_power", [(1.0, 0.0), (0.5, 1.0)])
+def test_step_priors_scale_each_tensor_as_numpy_says(width_power, depth_power):
+    """The static priors multiply tensor X's step by (64/max(fan_in(X), 64))^p (matrices only) and
+    every step by (3/max(#matrices, 3))^q; the rest of the update is the reference's."""
+    base, theta = lopt.Celo(), _random_theta(4)
+    arch = lopt.Celo(width_power=width_power, depth_power=depth_power)
+    rng = np.random.default_rng(4)
+    shapes = dict(SHAPES, wide=(200, 3), k2=(3, 3, 16, 2), k3=(2, 2))  # fan-ins 200, 144 and 2 (below 64)
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+    grads = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+    want = NumpyCelo(base, theta, 10).update(grads, params)
+    opt = arch.optimizer(arch.adopt(theta, base), num_steps=10)
+    got, _ = opt.update(grads, opt.init(params), params)
+    n_matrices = 5  # w, k, wide, k2, k3
+    for k, shape in shapes.items():
+        width = (64 / max(math.prod(shape[:-1]), 64)) ** width_power if len(shape) >= 2 else 1.0
+        scale = width * (3 / n_matrices) ** depth_power
+        atol = 1e-5 * float(np.abs(scale * want[k]).max())  # float32 cancellation in small elements
+        np.testing.assert_allclose(got[k], scale * want[k], rtol=2e-4, atol=atol, err_msg=k)
+
+
 def test_adopt_refuses_anything_but_turning_model_features_on():
     theta = lopt.Celo(model_features=True).init(jax.random.key(0))
     with pytest.raises(ValueError, match="only turning model_features on"):
         lopt.Celo().adopt(theta, lopt.Celo(model_features=True))
     with pytest.raises(ValueError, match="only turning model_features on"):
         lopt.Celo(hidden_size=4, model_features=True).adopt(lopt.Celo().init(jax.random.key(0)), lopt.Celo())
+    theta = lopt.Celo().init(jax.random.key(0))
+    adopted = lopt.Celo(width_power=1.0, depth_power=1.0).adopt(theta, lopt.Celo())
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), adopted, theta))
