@@ -367,14 +367,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="comma-separated subset of the baselines; empty for the learned optimizer alone")
     args = ap.parse_args(argv)
     command = "python -m evaluation.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return run_cli(lambda: evaluate(args.lopt, args.suite, args.seeds, args.out or f"runs/eval/{args.suite}",
+                                    args.steps, command=command, metric=args.metric,
+                                    baselines=[b for b in args.baselines.split(",") if b]),
+                   markdown, EvaluateError)
+
+
+def run_cli(job: Callable[[], dict], render: Callable[[dict], str], *errors: type[Exception]) -> int:
+    """Runs an evaluation's `job` and prints `render(results)`: 0; a bad file, name, setting
+    (`errors`) or missing data prints one `error:` line instead: 2."""
     try:
-        results = evaluate(args.lopt, args.suite, args.seeds, args.out or f"runs/eval/{args.suite}", args.steps,
-                           command=command, metric=args.metric,
-                           baselines=[b for b in args.baselines.split(",") if b])
-    except (lopt.LoptFileError, EvaluateError, inner_tasks.DatasetNotFoundError) as e:
+        results = job()
+    except (lopt.LoptFileError, inner_tasks.DatasetNotFoundError, inner_tasks.DatasetFormatError, *errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(markdown(results))
+    print(render(results))
     return 0
 
 

@@ -330,7 +330,7 @@ def markdown(results: dict) -> str:
     """Tables of final validation and training losses, per-task verdicts and the summary lines."""
     names = results["baselines"]
     cols = [ev.LEARNED, *names]
-    head = f"| task | steps | {ev.LEARNED} ({pathlib.Path(results['lopt']).stem}) | " + " | ".join(names) + " |"
+    head = "| " + " | ".join(["task", "steps", f"{ev.LEARNED} ({pathlib.Path(results['lopt']).stem})", *names]) + " |"
     grid = results["grid"]
     lines = [f"# User-model suite `{results['suite']}`: `{results['lopt']}` ({results['lopt_arch']})", "",
              f"Mean ± std over {results['seeds']} seeds; best in bold; each baseline's learning rate (in "
@@ -349,13 +349,13 @@ def markdown(results: dict) -> str:
             lines.append(f"| {label} | {e['num_steps']} | " + " | ".join(cells) + " |")
         lines.append("")
     yes = lambda b: "yes" if b else "**no**"
-    lines += ["## Per task", "", "| task | " + " | ".join(f"beats {n}" for n in names)
-              + " | never diverged | never above initial | speed-up vs Adam (train) | (valid) |",
-              "|---" * (len(names) + 5) + "|"]
+    row = lambda cells: "| " + " | ".join(cells) + " |"
+    lines += ["## Per task", "", row(["task", *(f"beats {n}" for n in names), "never diverged", "never above initial",
+                                      "speed-up vs Adam (train)", "(valid)"]), "|---" * (len(names) + 5) + "|"]
     for label, e in results["tasks"].items():
-        lines.append(f"| {label} | " + " | ".join(yes(e["wins"][n]) for n in names)
-                     + f" | {yes(e['never_diverged'])} | {yes(e['never_above_initial'])} | "
-                     f"{_speedup_text(e.get('speedup'))} | {_speedup_text(e.get('speedup_valid'))} |")
+        lines.append(row([label, *(yes(e["wins"][n]) for n in names), yes(e["never_diverged"]),
+                          yes(e["never_above_initial"]), _speedup_text(e.get("speedup")),
+                          _speedup_text(e.get("speedup_valid"))]))
     s = results["summary"]
     runs = s["runs_per_optimizer"]
     lines += ["", "## Summary", ""]
@@ -386,16 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="output directory (default runs/eval/user_models[_quick])")
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: the whole suite)")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG curves")
+    ap.add_argument("--baselines", default=",".join(ev.BASELINES),
+                    help="comma-separated subset of the baselines; empty for the learned optimizer alone")
     args = ap.parse_args(argv)
     command = "python -m evaluation.user_models " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        results = run_suite(args.lopt, "quick" if args.quick else "full", args.seeds, args.out,
-                            [n for n in args.tasks.split(",") if n], plots=not args.no_plots, command=command)
-    except (lopt.LoptFileError, UserModelsError, inner_tasks.DatasetNotFoundError, inner_tasks.DatasetFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(markdown(results))
-    return 0
+    return ev.run_cli(lambda: run_suite(args.lopt, "quick" if args.quick else "full", args.seeds, args.out,
+                                        [n for n in args.tasks.split(",") if n], plots=not args.no_plots,
+                                        baselines=[b for b in args.baselines.split(",") if b], command=command),
+                      markdown, UserModelsError)
 
 
 if __name__ == "__main__":

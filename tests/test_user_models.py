@@ -342,3 +342,16 @@ def test_model_card_from_user_model_results_and_a_continuation_chain(run, tmp_pa
     assert 'opt = lopt.load("gen", num_steps=N)\n' in md and "on a test machine" in md
     assert "1. `exports/first.safetensors` (sha256 `abababababababab…`" in md and "1930 meta-steps in all" in md
     assert "## Results: user-model suite" in md and "| iris_mlp_w64_d2 |" in md and "## Final validation loss" in md
+
+
+def test_cli_runs_the_learned_optimizer_alone(lopt_file, tmp_path, capsys):
+    """`--baselines ''` runs only the learned optimizer (a quick screen of a candidate file)."""
+    args = ["--lopt", str(lopt_file), "--tasks", "iris_mlp_w64_d2", "--seeds", "1", "--baselines", "", "--no-plots",
+            "--out", str(tmp_path)]
+    assert um.main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["baselines"] == [] and list(results["tasks"]["iris_mlp_w64_d2"]["optimizers"]) == ["learned"]
+    out = capsys.readouterr().out
+    assert "| task | steps | learned (" in out and "|  |" not in out
+    assert um.main(args[:-2] + ["--baselines", "adam,nope", "--out", str(tmp_path)]) == 2
+    assert "unknown baselines ['nope']" in capsys.readouterr().err
