@@ -23,7 +23,12 @@ scales every tensor's step by (ref_matrices/#matrices)^q in models deeper than t
 changes of L layers add up, so q = 1 keeps the change of the whole function independent of
 depth). Both only shrink the step: at and below the reference (fan-in 64, 3 matrices) they are 1,
 so narrow input layers (a few tabular features) and shallow models step as the meta-trained
-optimizer does there; the learned weights of ψ correct them. At `init`, the skip is Adam's direction m/√v
+optimizer does there; the learned weights of ψ correct them.
+
+With `progress_feature=True` ψ also holds each tensor's gradient progress, log10 of its recent
+gradient RMS over its first one (`progress_feature`), whose weight starts at `progress_init`: a
+positive weight shrinks the step as the gradients shrink, as SGD's does, which a scale-free
+(Adam-like) step never does once a small dataset is memorized. At `init`, the skip is Adam's direction m/√v
 (β1 = 0.9, β2 = 0.999, no bias correction), the MLP's last layer and w_s are zero: the untrained
 optimizer is per-tensor-normalized Adam with learning rate `step_mult`. Elements that have never
 had a nonzero gradient (v = 0) do not move, as with Adam.
@@ -64,6 +69,8 @@ NUM_FEATURES = len(FEATURE_NAMES)  # 10
 ADAM_FEATURE = FEATURE_NAMES.index("m0_rsqrt_v")
 SCHEDULE_POINTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NUM_TENSOR_FEATURES = len(SCHEDULE_POINTS) + 2
+PROGRESS_DECAY = 0.9
+PROGRESS_RANGE = (-4.0, 1.0)  # decades of gradient RMS, below / above the first gradient's
 V_EPS = 1e-30  # inside rsqrt(v): features are normalized per tensor, so only zero needs guarding
 OUT_EPS = 1e-12
 
@@ -75,6 +82,7 @@ class CeloAcc(NamedTuple):
     v: jax.Array  # S
     row: jax.Array  # S[:-1], or S for rank < 2
     col: jax.Array  # S[:-2] + S[-1:], or () for rank < 2
+    g2: jax.Array  # (2,): mean g² of the first nonzero gradient, and its EMA (decay PROGRESS_DECAY)
 
 
 class CeloState(NamedTuple):
@@ -88,7 +96,7 @@ def init_acc(p: jax.Array) -> CeloAcc:
         row, col = jnp.zeros(s[:-1], dt), jnp.zeros(s[:-2] + s[-1:], dt)
     else:
         row, col = jnp.zeros(s, dt), jnp.zeros((), dt)
-    return CeloAcc(jnp.zeros((2,) + s, dt), jnp.zeros(s, dt), row, col)
+    return CeloAcc(jnp.zeros((2,) + s, dt), jnp.zeros(s, dt), row, col, jnp.zeros((2,), dt))
 
 
 def update_acc(acc: CeloAcc, g: jax.Array, mom_decay_2: jax.Array, rms_decay: jax.Array) -> CeloAcc:
@@ -104,7 +112,18 @@ def update_acc(acc: CeloAcc, g: jax.Array, mom_decay_2: jax.Array, rms_decay: ja
         col = rms_decay * acc.col + (1 - rms_decay) * g2.mean(axis=-2)
     else:
         row, col = v, acc.col
-    return CeloAcc(mom, v, row, col)
+    mean_g2 = jnp.mean(g2)
+    started = acc.g2[0] > 0
+    g2_stats = jnp.stack([jnp.where(started, acc.g2[0], mean_g2),
+                          jnp.where(started, PROGRESS_DECAY * acc.g2[1] + (1 - PROGRESS_DECAY) * mean_g2, mean_g2)])
+    return CeloAcc(mom, v, row, col, g2_stats)
+
+
+def progress_feature(acc: CeloAcc) -> jax.Array:
+    """log10 of the tensor's recent gradient RMS (EMA of mean g², decay PROGRESS_DECAY) over its
+    first nonzero gradient's, clipped to PROGRESS_RANGE; 0 before any nonzero gradient. Shape (1,)."""
+    ratio = (acc.g2[1] + V_EPS) / (acc.g2[0] + V_EPS)
+    return jnp.clip(0.5 * jnp.log10(ratio), *PROGRESS_RANGE).astype(jnp.float32)[None]
 
 
 def _sqrt(x: jax.Array) -> jax.Array:
@@ -210,11 +229,13 @@ class Celo:
     depth_power: float = 0.0
     ref_fan_in: int = 64
     ref_matrices: int = 3
+    progress_feature: bool = False
+    progress_init: float = 0.0
 
     @property
     def num_step_features(self) -> int:
         """Length of ψ: schedule, shape and (with `model_features`) the model feature."""
-        return NUM_TENSOR_FEATURES + int(self.model_features)
+        return NUM_TENSOR_FEATURES + int(self.model_features) + int(self.progress_feature)
 
     def __post_init__(self):
         if self.hidden_size < 1:
@@ -240,7 +261,7 @@ class Celo:
         return {
             "mlp": mlp,
             "skip": jnp.zeros((NUM_FEATURES,), jnp.float32).at[ADAM_FEATURE].set(1.0),
-            "step": jnp.zeros((self.num_step_features,), jnp.float32),
+            "step": self._step_weights(jnp.zeros((NUM_TENSOR_FEATURES,), jnp.float32), None),
             "decay_logits": {"mom": jnp.zeros((2,), jnp.float32), "rms": jnp.zeros((), jnp.float32)},
         }
 
@@ -268,32 +289,52 @@ class Celo:
         depth = max(num_matrices, self.ref_matrices)
         return (self.ref_fan_in / fan_in) ** self.width_power * (self.ref_matrices / depth) ** self.depth_power
 
+    def _step_weights(self, tensor_w: jax.Array, model_w: jax.Array | None) -> jax.Array:
+        """ψ's weights from their parts: schedule and shape, the model feature's (zero if None), and
+        the progress feature's (`progress_init`)."""
+        parts = [tensor_w]
+        if self.model_features:
+            parts.append(jnp.zeros((1,), jnp.float32) if model_w is None else model_w)
+        if self.progress_feature:
+            parts.append(jnp.full((1,), self.progress_init, jnp.float32))
+        return jnp.concatenate(parts)
+
     def step_size(self, theta: dict, shape: tuple[int, ...], sched_5: jax.Array,
-                  model: jax.Array | None = None, num_matrices: int | None = None) -> jax.Array:
+                  model: jax.Array | None = None, num_matrices: int | None = None,
+                  progress: jax.Array | None = None) -> jax.Array:
         """step_mult · prior · exp(ψ · w_s) for a tensor of this shape at this point of the
         schedule (`model`: `model_feature(params)`, used with `model_features`; `num_matrices`:
-        the model's number of tensors of rank >= 2, used by the depth prior, `ref_matrices` if None)."""
+        the model's number of tensors of rank >= 2, used by the depth prior, `ref_matrices` if None;
+        `progress`: `progress_feature(acc)`, used with `progress_feature`)."""
         parts = [sched_5, shape_features(shape)] + ([model] if self.model_features else [])
+        parts += [progress] if self.progress_feature else []
         prior = self.prior(shape, self.ref_matrices if num_matrices is None else num_matrices)
         return self.step_mult * prior * jnp.exp(jnp.concatenate(parts) @ theta["step"])
 
     def adopt(self, theta: dict, other: Celo) -> dict:
-        """`theta` of architecture `other` as a theta of this one: turning `model_features` on pads
-        the step weights with a zero (it steps identically); the static priors (`width_power`,
-        `depth_power`, their references) may differ, which changes the step only away from the
-        reference shape. Nothing else may differ.
+        """`theta` of architecture `other` as a theta of this one: turning `model_features` on adds
+        its step weight at zero (it steps identically), turning `progress_feature` on adds its
+        weight at `progress_init`; the static priors (`width_power`, `depth_power`, their
+        references) may differ, which changes the step only away from the reference shape.
+        Nothing else may differ.
 
         >>> old = Celo(); new = Celo(model_features=True)
         >>> new.adopt(old.init(jax.random.key(0)), old)["step"].shape
         (8,)
         """
-        priors = ("model_features", "width_power", "depth_power", "ref_fan_in", "ref_matrices")
+        priors = ("model_features", "progress_feature", "progress_init", "width_power", "depth_power", "ref_fan_in",
+                  "ref_matrices")
         if not isinstance(other, Celo) or dataclasses.replace(other, **{k: getattr(self, k) for k in priors}) != self \
-                or (other.model_features and not self.model_features):
+                or (other.model_features and not self.model_features) \
+                or (other.progress_feature and not self.progress_feature):
             raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only turning model_features "
-                             "on and changing the step priors are supported")
-        pad = self.num_step_features - other.num_step_features
-        return dict(theta, step=jnp.concatenate([jnp.asarray(theta["step"]), jnp.zeros((pad,), jnp.float32)]))
+                             "or progress_feature on and changing the step priors are supported")
+        w = jnp.asarray(theta["step"], jnp.float32)
+        n = NUM_TENSOR_FEATURES
+        step = self._step_weights(w[:n], w[n:n + 1] if other.model_features else None)
+        if other.progress_feature:  # keep its learned weight
+            step = step.at[-1].set(w[-1])
+        return dict(theta, step=step)
 
     def optimizer(
         self, theta: dict, *, num_steps: int | None = None, learning_rate: float | Callable | None = None,
@@ -318,7 +359,8 @@ class Celo:
             def step(g, p, a):
                 d = jnp.where(a.v > 0, self.direction(theta, p, g, a, sched_5), 0.0)
                 d = d * jax.lax.rsqrt(jnp.mean(d * d) + OUT_EPS)
-                return (-self.step_size(theta, p.shape, sched_5, model, n_matrices) * d).astype(g.dtype)
+                progress = progress_feature(a) if self.progress_feature else None
+                return (-self.step_size(theta, p.shape, sched_5, model, n_matrices, progress) * d).astype(g.dtype)
 
             new = jax.tree.map(step, updates, params, acc)
             return new, CeloState(optax.safe_increment(state.count), acc)
