@@ -1,6 +1,9 @@
 """Learned-optimizer step cost against optax.adam, side by side in one process.
 
-    python -m benchmarks.lopt_step [--repeats 7] [--hidden 32] [--celo_hidden 8]
+    python -m benchmarks.lopt_step [--repeats 7] [--hidden 32] [--celo_hidden 8] [--celo FILE_OR_NAME]
+
+`--celo` times a learned-optimizer file as `lopt.load` builds it (e.g. the shipped
+`celo_generalist`, with whatever step features its file turns on) instead of an untrained Celo.
 
 Task: Fashion-MNIST 28×28 MLP 784-128-128-10 (118,282 params), batch 128. Each timing is a jitted
 `lax.scan` of 20 steps; the repeats interleave the variants and the median is reported, so
@@ -69,6 +72,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--celo_hidden", type=int, default=8)
+    ap.add_argument("--celo", default=None, help="a learned-optimizer file or pretrained name to time as 'celo'")
     args = ap.parse_args()
     task = inner_tasks.get_task("mlp", resolution=28, width=128, depth=2, batch_size=128, parametrization="sp")
     params = task.init(jax.random.key(0))
@@ -76,8 +80,11 @@ def main():
     n = sum(x.size for x in jax.tree.leaves(params))
     arch = lopt.MuLO(hidden_size=args.hidden)
     mulo = arch.optimizer(arch.init(jax.random.key(0)))
-    celo_arch = lopt.Celo(hidden_size=args.celo_hidden)
-    celo = celo_arch.optimizer(celo_arch.init(jax.random.key(0)), num_steps=1000)
+    if args.celo:
+        celo = lopt.load(args.celo, num_steps=1000)
+    else:
+        celo_arch = lopt.Celo(hidden_size=args.celo_hidden)
+        celo = celo_arch.optimizer(celo_arch.init(jax.random.key(0)), num_steps=1000)
     adam = optax.adam(1e-3)
     timers = {
         "adam update": _timer(*update_only(adam, params, grads)),

@@ -82,7 +82,7 @@ class CeloAcc(NamedTuple):
     v: jax.Array  # S
     row: jax.Array  # S[:-1], or S for rank < 2
     col: jax.Array  # S[:-2] + S[-1:], or () for rank < 2
-    g2: jax.Array  # (2,): mean g² of the first nonzero gradient, and its EMA (decay PROGRESS_DECAY)
+    g2: jax.Array | None = None  # with progress_feature, (2,): mean g² of the first nonzero gradient and its EMA
 
 
 class CeloState(NamedTuple):
@@ -90,13 +90,13 @@ class CeloState(NamedTuple):
     acc: PyTree  # a CeloAcc per parameter tensor
 
 
-def init_acc(p: jax.Array) -> CeloAcc:
+def init_acc(p: jax.Array, progress: bool = False) -> CeloAcc:
     s, dt = p.shape, features.acc_dtype(p)
     if p.ndim >= 2:
         row, col = jnp.zeros(s[:-1], dt), jnp.zeros(s[:-2] + s[-1:], dt)
     else:
         row, col = jnp.zeros(s, dt), jnp.zeros((), dt)
-    return CeloAcc(jnp.zeros((2,) + s, dt), jnp.zeros(s, dt), row, col, jnp.zeros((2,), dt))
+    return CeloAcc(jnp.zeros((2,) + s, dt), jnp.zeros(s, dt), row, col, jnp.zeros((2,), dt) if progress else None)
 
 
 def update_acc(acc: CeloAcc, g: jax.Array, mom_decay_2: jax.Array, rms_decay: jax.Array) -> CeloAcc:
@@ -112,6 +112,8 @@ def update_acc(acc: CeloAcc, g: jax.Array, mom_decay_2: jax.Array, rms_decay: ja
         col = rms_decay * acc.col + (1 - rms_decay) * g2.mean(axis=-2)
     else:
         row, col = v, acc.col
+    if acc.g2 is None:
+        return CeloAcc(mom, v, row, col)
     mean_g2 = jnp.mean(g2)
     started = acc.g2[0] > 0
     g2_stats = jnp.stack([jnp.where(started, acc.g2[0], mean_g2),
@@ -346,7 +348,8 @@ class Celo:
         mom_d, rms_d = self.decays(theta)
 
         def init_fn(params):
-            return CeloState(jnp.zeros((), jnp.int32), jax.tree.map(init_acc, params))
+            return CeloState(jnp.zeros((), jnp.int32),
+                             jax.tree.map(lambda p: init_acc(p, self.progress_feature), params))
 
         def update_fn(updates, state, params=None, **extra):
             del extra
