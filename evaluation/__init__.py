@@ -8,6 +8,7 @@ optimizer with `optimizer_for`, so a task states its parametrization in one plac
 | `evaluation.evaluate` | `python -m evaluation.evaluate`: a learned optimizer against tuned optax baselines |
 | `evaluation.heldout` | `Evaluator`: held-out tasks during meta-training, logged to TensorBoard |
 | `evaluation.user_models` | `python -m evaluation.user_models`: flax default-init models as users write them (`evaluation.user_tasks`: MLPs to width 1024 and depth 8, a convnet, a transformer LM) on sklearn's bundled datasets, Fashion-MNIST 28×28 and licence texts, against tuned Adam, AdamW, SGD-momentum and Lion |
+| `evaluation.in_family` | `python -m evaluation.in_family`: variants of a learned optimizer on fresh draws of a meta-training recipe's own family (where a design constant may be chosen; the user-model suite is held out) |
 | `evaluation.report` | `python -m evaluation.report`: model cards and figures for shipped optimizers |
 
 `optimizer_for` lives here and `Evaluator` is re-exported from `evaluation.heldout` on first use
