@@ -27,6 +27,8 @@ from outer import OuterOptimizer, Setup
 
 # Config paths that may change when a run is resumed (cadences, length, evaluation).
 RESUMABLE_CHANGES = ("num_steps", "eval", "log", "probe", "checkpoint", "mesh")
+ADDED_OFF = {"groups": {"horizons": (), "horizon_weights": ()}}  # settings added later: at these values a
+# run's fingerprint is that of a run from before they existed, so its workdir still resumes
 
 
 def _family(c: ml_collections.ConfigDict, what: str) -> inner_tasks.TaskFamily:
@@ -118,7 +120,7 @@ def _mesh_size(c: ml_collections.ConfigDict, est: estimators.Estimator) -> int:
     return size
 
 
-def _estimator_factory(c: ml_collections.ConfigDict, arch) -> Callable[[inner_tasks.Task], estimators.Estimator]:
+def _estimator_factory(c: ml_collections.ConfigDict, arch) -> Callable[..., estimators.Estimator]:
     if c.name not in estimators.ESTIMATORS:
         raise ValueError(f"unknown estimator {c.name!r}; valid: {sorted(estimators.ESTIMATORS)}")
     kwargs = {k: c[k] for k in estimators.settings(c.name)}
@@ -128,11 +130,16 @@ def _estimator_factory(c: ml_collections.ConfigDict, arch) -> Callable[[inner_ta
             trunc_length=c.trunc_length, min_horizon=c.min_horizon, max_horizon=c.max_horizon,
             lockstep=c.lockstep, objective=c.objective, max_loss=c.max_loss,
         )
-    horizon = c.max_horizon if truncated else c.horizon
+    default = c.max_horizon if truncated else c.horizon
 
-    def make(task: inner_tasks.Task) -> estimators.Estimator:
-        problem = estimators.LOProblem(task=task, arch=arch, split=c.split, normalize=c.normalize, num_steps=horizon)
-        return estimators.get_estimator(c.name, problem=problem, **kwargs)
+    def make(task: inner_tasks.Task, horizon: int | None = None) -> estimators.Estimator:
+        """The estimator on `task`; `horizon`: a group's own lockstep horizon (groups.horizons)."""
+        kw = dict(kwargs)
+        if horizon is not None:
+            kw["trunc"] = dataclasses.replace(kw["trunc"], min_horizon=horizon, max_horizon=horizon)
+        problem = estimators.LOProblem(task=task, arch=arch, split=c.split, normalize=c.normalize,
+                                       num_steps=default if horizon is None else horizon)
+        return estimators.get_estimator(c.name, problem=problem, **kw)
 
     return make
 
@@ -165,6 +172,7 @@ def build(config: ml_collections.ConfigDict) -> Setup:
     except ValueError as e:
         raise ValueError(f"config.estimator: {e}") from None
     mesh_size = _mesh_size(c.mesh, est)
+    horizons, horizon_weights = _group_horizons(c)
     outer, schedule = OuterOptimizer(**c.outer.to_dict()).build(c.num_steps)
     return Setup(
         seed=c.seed, num_steps=c.num_steps, family=family, eval_family=eval_family, arch=arch,
@@ -174,12 +182,36 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         eval_tasks=c.eval.num_tasks, eval_steps=c.eval.num_steps, eval_curve_every=c.eval.curve_every,
         eval_adam_lr=c.eval.adam_lr, checkpoint_every=c.checkpoint.every, keep=c.checkpoint.keep,
         mesh_size=mesh_size, init_theta=init_theta, init_header=init_header, fingerprint=fingerprint(c), config=c.to_dict(), config_json=c.to_json(),
+        horizons=horizons, horizon_weights=horizon_weights,
     )
+
+
+def _group_horizons(c: ml_collections.ConfigDict) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """(groups.horizons, their weights), checked: a lockstep truncated estimator, positive values."""
+    hs, ws = tuple(c.groups.horizons), tuple(c.groups.horizon_weights)
+    if not hs:
+        if ws:
+            raise ValueError("config.groups.horizon_weights needs groups.horizons")
+        return (), ()
+    if not (estimators.takes_truncation(c.estimator.name) and c.estimator.lockstep):
+        raise ValueError("config.groups.horizons needs a truncated estimator with estimator.lockstep=True (each "
+                         f"group's slots run its horizon together); got {c.estimator.name!r}, "
+                         f"lockstep={c.estimator.lockstep}")
+    if not all(isinstance(h, int) and h >= 1 for h in hs):
+        raise ValueError(f"config.groups.horizons must be positive ints, got {hs}")
+    ws = ws or (1.0,) * len(hs)
+    if len(ws) != len(hs) or not all(isinstance(w, (int, float)) and w > 0 for w in ws):
+        raise ValueError(f"config.groups.horizon_weights must be {len(hs)} positive numbers, got {ws}")
+    return hs, tuple(float(w) for w in ws)
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> dict[str, str]:
     """The config sections a resumed run must share with its checkpoint (JSON text per section)."""
     d = config.to_dict()
+    for section, off in ADDED_OFF.items():
+        for k, v in off.items():
+            if section in d and k in d[section] and tuple(d[section][k]) == v:
+                del d[section][k]
     return {k: ml_collections.ConfigDict({"v": v}).to_json() if isinstance(v, dict) else repr(v)
             for k, v in sorted(d.items()) if k not in RESUMABLE_CHANGES}
 

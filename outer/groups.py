@@ -53,15 +53,19 @@ class Groups:
         self.epochs = [-1] * setup.num_groups
         self.ests: list[Estimator] = [None] * setup.num_groups
         self.specs: list = [None] * setup.num_groups
+        self.horizons: list[int | None] = [None] * setup.num_groups  # None: the estimator's own
 
     def epoch(self, g: int, step: int) -> int:
         s = self.setup
         return (step + g * s.resample_every // s.num_groups) // s.resample_every
 
     def _build(self, g: int, epoch: int) -> None:
-        spec = self.setup.family.sample(jax.random.fold_in(jax.random.fold_in(self.key, g), epoch))
+        key = jax.random.fold_in(jax.random.fold_in(self.key, g), epoch)
+        spec = self.setup.family.sample(key)
         self.specs[g] = spec
-        self.ests[g] = sharding.replicate(self.setup.make_estimator(self.setup.family.task(spec)), self.mesh)
+        self.horizons[g] = self.setup.group_horizon(jax.random.fold_in(key, 1))
+        est = self.setup.make_estimator(self.setup.family.task(spec), self.horizons[g])
+        self.ests[g] = sharding.replicate(est, self.mesh)
         self.epochs[g] = epoch
 
     def advance(self, step: int, theta, states: list, key: jax.Array) -> list[bool]:

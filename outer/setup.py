@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
 import optax
 
 import estimators
@@ -21,7 +22,7 @@ class Setup:
     family: inner_tasks.TaskFamily
     eval_family: inner_tasks.TaskFamily
     arch: Any  # a lopt architecture
-    make_estimator: Callable[[inner_tasks.Task], estimators.Estimator]
+    make_estimator: Callable[..., estimators.Estimator]  # (task, horizon=None) -> its estimator
     num_groups: int  # task groups averaged in each meta-step
     resample_every: int  # meta-steps between redraws of a group's task spec
     outer: optax.GradientTransformation
@@ -43,6 +44,15 @@ class Setup:
     fingerprint: dict[str, str]  # what a resumed run must share with its checkpoint
     config: dict  # the config as given, for provenance (export, events, checkpoints)
     config_json: str
+    horizons: tuple[int, ...] = ()  # each group's lockstep horizon is drawn from these; (): the estimator's
+    horizon_weights: tuple[float, ...] = ()
+
+    def group_horizon(self, key: jax.Array) -> int | None:
+        """A group's inner horizon for one epoch (None: the estimator's own)."""
+        if not self.horizons:
+            return None
+        p = jax.numpy.asarray(self.horizon_weights) / sum(self.horizon_weights)
+        return self.horizons[int(jax.random.choice(key, len(self.horizons), p=p))]
 
     def inner_steps_per_meta_step(self, ests: list[estimators.Estimator]) -> int:
         """Inner steps (all members of all particles) behind one meta-step."""

@@ -1,6 +1,8 @@
 """outer: the outer-optimizer recipe, the task groups' redraw schedule, the inner-step count (the
 loop itself runs end to end in test_cli and test_sharding)."""
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from configs import build, tiny
 from outer import OuterOptimizer, outer_step
+from estimators import sharding
 from outer.groups import Groups
 
 
@@ -112,3 +115,42 @@ def test_release_compiled_code_empties_caches_only_under_pressure():
     assert not groups.release_compiled_code(fraction=1.0) and f._cache_size() == 1
     assert groups.release_compiled_code(fraction=0.0) and f._cache_size() == 0
     np.testing.assert_array_equal(f(jnp.ones(3)), 2.0 * np.ones(3))  # and it compiles again
+
+
+def test_groups_draw_their_own_lockstep_horizons_and_tell_the_optimizer():
+    """groups.horizons: each redraw picks a horizon by weight; the group's truncation runs it in
+    lockstep and its optimizer gets it as num_steps. Off, a run's fingerprint is unchanged."""
+    c = tiny.get_config()
+    c.estimator.update(lockstep=True, min_horizon=40, max_horizon=40)
+    c.groups.update(num=2, resample_every=2)
+    before = build.fingerprint(c)
+    c.groups.update(horizons=(30, 60), horizon_weights=(1, 3))
+    setup = build.build(c)
+    assert build.fingerprint(c) != before
+    groups = Groups(setup, jax.random.key(3), mesh=sharding.make_mesh(1))
+    seen = []
+    for g in range(2):
+        for epoch in range(40):
+            groups._build(g, epoch)
+            est, h = groups.ests[g], groups.horizons[g]
+            assert est.trunc.min_horizon == est.trunc.max_horizon == h and est.problem.num_steps == h
+            seen.append(h)
+    counts = collections.Counter(seen)
+    assert set(counts) == {30, 60} and counts[60] > counts[30]  # weights 1:3 over 80 draws
+    c.groups.update(horizons=(), horizon_weights=())
+    assert build.fingerprint(c) == before and build.build(c).group_horizon(jax.random.key(0)) is None
+
+
+def test_group_horizons_are_refused_where_they_cannot_apply():
+    c = tiny.get_config()
+    c.groups.horizons = (30, 60)
+    with pytest.raises(ValueError, match="lockstep=True"):
+        build.build(c)
+    c.estimator.lockstep = True
+    for bad, match in (((30, 0), "positive ints"), ((30, 60.5), "positive ints")):
+        c.groups.horizons = bad
+        with pytest.raises(ValueError, match=match):
+            build.build(c)
+    c.groups.update(horizons=(30, 60), horizon_weights=(1,))
+    with pytest.raises(ValueError, match="2 positive numbers"):
+        build.build(c)
