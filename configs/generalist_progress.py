@@ -10,9 +10,7 @@ mean of final/initial validation loss on 30 fresh draws of this family worse (me
 -2.38 at 0, -2.14 at 0.25, -2.01 at 0.5, -1.67 at 1; 4, 4, 4 and 5 tasks above their start),
 so it is left to meta-training. Measured with (12 min on 2 cores, beside a meta-training run):
     python -m evaluation.in_family --config configs/generalist_progress.py \
-        --lopt /tmp/cand/g2c_w1_d1.safetensors --progress_init 0,0.25,0.5,1 --tasks 30
-where that file is lopt/pretrained/celo_generalist.safetensors adopted into
-Celo(width_power=1, depth_power=1).
+        --lopt checkpoints/exports/generalist2_priors.safetensors --progress_init 0,0.25,0.5,1 --tasks 30
 
 Command:  python meta_train.py --config configs/generalist_progress.py --workdir runs/generalist6 \\
               --config.init_from=checkpoints/exports/generalist5_step1131.safetensors
