@@ -9,7 +9,7 @@ one. A group lives 150 meta-steps of 25-step truncations, 3750 inner steps per s
 3000-step problem runs about once per draw.
 
 Command:  python meta_train.py --config configs/generalist_horizons.py --workdir runs/generalist7 \\
-              --config.init_from=checkpoints/exports/generalist6_stepN.safetensors
+              --config.init_from=checkpoints/exports/generalist6_step3301.safetensors
 Cost on 2 CPU cores and result: checkpoints/exports/README.md, stage 7.
 """
 
