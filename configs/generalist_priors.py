@@ -19,7 +19,8 @@ optimizer does, and those values swamped the meta-gradient.
 
 Command:  python meta_train.py --config configs/generalist_priors.py --workdir runs/generalist5 \\
               --config.init_from=checkpoints/exports/generalist4_step1475.safetensors
-Cost on 2 CPU cores and result: checkpoints/exports/README.md, stage 5.
+Cost on 2 CPU cores: 1131 meta-steps in 17 min. Result: shipped as celo_generalist; user-model
+suite 5 of 10 wins against tuned Adam (was 2), 2 of 30 runs above initial (was 4), none non-finite.
 """
 
 from configs import generalist, generalist_depth

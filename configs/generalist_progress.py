@@ -14,7 +14,8 @@ so it is left to meta-training. Measured with (12 min on 2 cores, beside a meta-
 
 Command:  python meta_train.py --config configs/generalist_progress.py --workdir runs/generalist6 \\
               --config.init_from=checkpoints/exports/generalist5_step1131.safetensors
-Cost on 2 CPU cores and result: checkpoints/exports/README.md, stage 6.
+Cost on 2 CPU cores: 3301 meta-steps in 42 min. Result: the progress weight moved to 0.003;
+user-model suite 5 of 10 wins, 3 of 30 runs above initial (checkpoints/exports/README.md).
 """
 
 from configs import generalist_priors
