@@ -205,13 +205,20 @@ def _group_horizons(c: ml_collections.ConfigDict) -> tuple[tuple[int, ...], tupl
     return hs, tuple(float(w) for w in ws)
 
 
-def fingerprint(config: ml_collections.ConfigDict) -> dict[str, str]:
-    """The config sections a resumed run must share with its checkpoint (JSON text per section)."""
-    d = config.to_dict()
+def without_added_off(d: dict) -> dict:
+    """A config dict without the settings added later (ADDED_OFF) that sit at their off value: what
+    a config from before they existed looks like."""
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     for section, off in ADDED_OFF.items():
         for k, v in off.items():
             if section in d and k in d[section] and tuple(d[section][k]) == v:
                 del d[section][k]
+    return d
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """The config sections a resumed run must share with its checkpoint (JSON text per section)."""
+    d = without_added_off(config.to_dict())
     return {k: ml_collections.ConfigDict({"v": v}).to_json() if isinstance(v, dict) else repr(v)
             for k, v in sorted(d.items()) if k not in RESUMABLE_CHANGES}
 

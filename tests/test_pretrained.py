@@ -34,7 +34,7 @@ def test_file_card_and_recipe_agree(name):
     # the shipped θ came from this recipe as it is now: same config, same architecture (the device
     # mesh, added later, only lays the same computation out over devices; init_from, added later,
     # is empty: these files started from the architecture's init)
-    recipe = json.loads(json.dumps(config.to_dict()))
+    recipe = json.loads(json.dumps(build.without_added_off(config.to_dict())))  # settings added later, off
     assert recipe.pop("mesh") == {"particles": 0} and recipe.pop("init_from") == "" and recipe == prov["config"]
     assert build.build(config).arch == arch
     assert prov["meta_training_steps"] == config.num_steps == prov["compute"]["meta_steps"]
