@@ -203,17 +203,24 @@ def schedule_features(count: jax.Array, num_steps: int | None) -> jax.Array:
     return jnp.tanh(4.0 * (frac - jnp.asarray(SCHEDULE_POINTS, jnp.float32)))
 
 
+def num_matrices(params: PyTree) -> int:
+    """The number of tensors of rank >= 2 in `params` (static)."""
+    return sum(1 for p in jax.tree.leaves(params) if jnp.ndim(p) >= 2)
+
+
 def model_feature(params: PyTree) -> jax.Array:
     """log(number of tensors of rank >= 2, at least 1)/log(16): 1 for a 16-matrix model (static)."""
-    n = sum(1 for p in jax.tree.leaves(params) if jnp.ndim(p) >= 2)
-    return jnp.asarray([math.log(max(n, 1)) / math.log(16.0)], jnp.float32)
+    return jnp.asarray([math.log(max(num_matrices(params), 1)) / math.log(16.0)], jnp.float32)
+
+
+def fan_in(shape: tuple[int, ...]) -> int:
+    """The product of all axes but the last (flax's kernel layout); 1 for vectors and scalars."""
+    return math.prod(shape[:-1]) if len(shape) >= 2 else 1
 
 
 def shape_features(shape: tuple[int, ...]) -> jax.Array:
-    """(is a matrix, log(fan-in)/log(1024)) of a tensor, with fan-in = the product of all axes
-    but the last (flax's kernel layout); vectors have fan-in 1."""
-    fan_in = math.prod(shape[:-1]) if len(shape) >= 2 else 1
-    return jnp.asarray([float(len(shape) >= 2), math.log(fan_in) / math.log(1024.0)], jnp.float32)
+    """(is a matrix, log(fan-in)/log(1024)) of a tensor (`fan_in`)."""
+    return jnp.asarray([float(len(shape) >= 2), math.log(fan_in(shape)) / math.log(1024.0)], jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +243,7 @@ class Celo:
 
     @property
     def num_step_features(self) -> int:
-        """Length of ψ: schedule, shape and (with `model_features`) the model feature."""
+        """Length of ψ: schedule, shape, and the model and progress features where they are on."""
         return NUM_TENSOR_FEATURES + int(self.model_features) + int(self.progress_feature)
 
     def __post_init__(self):
@@ -283,13 +290,13 @@ class Celo:
                   *((mlp[f"w{i}"], mlp[f"b{i}"]) for i in range(1, n_layers)))
         return mlp_direction(layers, theta["skip"] * inv_rms, x)
 
-    def prior(self, shape: tuple[int, ...], num_matrices: int) -> float:
+    def prior(self, shape: tuple[int, ...], n_matrices: int) -> float:
         """The static step multiplier (ref_fan_in/max(fan_in, ref_fan_in))^width_power (matrices
         only) · (ref_matrices/max(num_matrices, ref_matrices))^depth_power; at most 1, and 1 with
         both powers at 0 (the default)."""
-        fan_in = max(math.prod(shape[:-1]) if len(shape) >= 2 else 1, self.ref_fan_in)
-        depth = max(num_matrices, self.ref_matrices)
-        return (self.ref_fan_in / fan_in) ** self.width_power * (self.ref_matrices / depth) ** self.depth_power
+        width = max(fan_in(shape), self.ref_fan_in)
+        depth = max(n_matrices, self.ref_matrices)
+        return (self.ref_fan_in / width) ** self.width_power * (self.ref_matrices / depth) ** self.depth_power
 
     def _step_weights(self, tensor_w: jax.Array, model_w: jax.Array | None) -> jax.Array:
         """ψ's weights from their parts: schedule and shape, the model feature's (zero if None), and
@@ -302,15 +309,15 @@ class Celo:
         return jnp.concatenate(parts)
 
     def step_size(self, theta: dict, shape: tuple[int, ...], sched_5: jax.Array,
-                  model: jax.Array | None = None, num_matrices: int | None = None,
+                  model: jax.Array | None = None, n_matrices: int | None = None,
                   progress: jax.Array | None = None) -> jax.Array:
         """step_mult · prior · exp(ψ · w_s) for a tensor of this shape at this point of the
-        schedule (`model`: `model_feature(params)`, used with `model_features`; `num_matrices`:
+        schedule (`model`: `model_feature(params)`, used with `model_features`; `n_matrices`:
         the model's number of tensors of rank >= 2, used by the depth prior, `ref_matrices` if None;
         `progress`: `progress_feature(acc)`, used with `progress_feature`)."""
         parts = [sched_5, shape_features(shape)] + ([model] if self.model_features else [])
         parts += [progress] if self.progress_feature else []
-        prior = self.prior(shape, self.ref_matrices if num_matrices is None else num_matrices)
+        prior = self.prior(shape, self.ref_matrices if n_matrices is None else n_matrices)
         return self.step_mult * prior * jnp.exp(jnp.concatenate(parts) @ theta["step"])
 
     def adopt(self, theta: dict, other: Celo) -> dict:
@@ -356,7 +363,7 @@ class Celo:
             common.require_params(params, "Celo")
             sched_5 = schedule_features(state.count, num_steps)
             model = model_feature(params) if self.model_features else None
-            n_matrices = sum(1 for p in jax.tree.leaves(params) if jnp.ndim(p) >= 2)
+            n_matrices = num_matrices(params)
             acc = jax.tree.map(lambda g, a: update_acc(a, g, mom_d, rms_d), updates, state.acc)
 
             def step(g, p, a):
