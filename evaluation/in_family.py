@@ -92,7 +92,7 @@ def variants(files: Sequence[str], progress_init: Sequence[float]) -> tuple[Any,
         base_arch, theta, _ = loaded[0]
         arch = dataclasses.replace(base_arch, progress_feature=True, progress_init=0.0)
         theta = arch.adopt(theta, base_arch)
-        thetas = [dict(theta, step=theta["step"].at[-1].set(a * math.log(10))) for a in progress_init]
+        thetas = [dict(theta, step=theta["step"].at[-1].set(a * math.log(10) / arch.step_gain)) for a in progress_init]
         return arch, thetas, [f"progress_init {a:g} decade/decade" for a in progress_init]
     archs = {a for a, _, _ in loaded}
     if len(archs) != 1:

@@ -28,7 +28,15 @@ optimizer does there; the learned weights of ψ correct them.
 With `progress_feature=True` ψ also holds each tensor's gradient progress, log10 of its recent
 gradient RMS over its first one (`progress_feature`), whose weight starts at `progress_init`: a
 positive weight shrinks the step as the gradients shrink, as SGD's does, which a scale-free
-(Adam-like) step never does once a small dataset is memorized. At `init`, the skip is Adam's direction m/√v
+(Adam-like) step never does once a small dataset is memorized.
+
+`step_gain` g stores ψ's weights as theta["step"] = w_s / g. It changes no step, only how fast
+meta-training moves w_s: an ES perturbation of std σ and an Adam outer step of size η move
+theta["step"] by σ and η, so w_s by gσ and gη. ψ's few weights each scale every update of a
+tensor, and at the σ that suits the MLP's weights their effect on the meta-loss drowns in the
+noise of all the others (the depth and progress weights moved by 0.03 in thousands of meta-steps).
+
+At `init`, the skip is Adam's direction m/√v
 (β1 = 0.9, β2 = 0.999, no bias correction), the MLP's last layer and w_s are zero: the untrained
 optimizer is per-tensor-normalized Adam with learning rate `step_mult`. Elements that have never
 had a nonzero gradient (v = 0) do not move, as with Adam.
@@ -240,6 +248,7 @@ class Celo:
     ref_matrices: int = 3
     progress_feature: bool = False
     progress_init: float = 0.0
+    step_gain: float = 1.0
 
     @property
     def num_step_features(self) -> int:
@@ -249,8 +258,10 @@ class Celo:
     def __post_init__(self):
         if self.hidden_size < 1:
             raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
-        if not (self.step_mult > 0 and math.isfinite(self.step_mult)):
-            raise ValueError(f"step_mult must be a positive number, got {self.step_mult}")
+        for name in ("step_mult", "step_gain"):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0
+                    and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         if len(self.mom_decays) != 2:
             raise ValueError(f"mom_decays needs exactly 2 values, got {self.mom_decays}")
         for d in (*self.mom_decays, self.rms_decay):
@@ -299,14 +310,18 @@ class Celo:
         return (self.ref_fan_in / width) ** self.width_power * (self.ref_matrices / depth) ** self.depth_power
 
     def _step_weights(self, tensor_w: jax.Array, model_w: jax.Array | None) -> jax.Array:
-        """ψ's weights from their parts: schedule and shape, the model feature's (zero if None), and
-        the progress feature's (`progress_init`)."""
+        """theta["step"] from ψ's weights: schedule and shape, the model feature's (zero if None), and
+        the progress feature's (`progress_init`), all stored divided by `step_gain`."""
         parts = [tensor_w]
         if self.model_features:
             parts.append(jnp.zeros((1,), jnp.float32) if model_w is None else model_w)
         if self.progress_feature:
             parts.append(jnp.full((1,), self.progress_init, jnp.float32))
-        return jnp.concatenate(parts)
+        return jnp.concatenate(parts) / self.step_gain
+
+    def step_weights(self, theta: dict) -> jax.Array:
+        """ψ's weights w_s: theta["step"] · step_gain."""
+        return theta["step"] * self.step_gain
 
     def step_size(self, theta: dict, shape: tuple[int, ...], sched_5: jax.Array,
                   model: jax.Array | None = None, n_matrices: int | None = None,
@@ -318,31 +333,31 @@ class Celo:
         parts = [sched_5, shape_features(shape)] + ([model] if self.model_features else [])
         parts += [progress] if self.progress_feature else []
         prior = self.prior(shape, self.ref_matrices if n_matrices is None else n_matrices)
-        return self.step_mult * prior * jnp.exp(jnp.concatenate(parts) @ theta["step"])
+        return self.step_mult * prior * jnp.exp(jnp.concatenate(parts) @ self.step_weights(theta))
 
     def adopt(self, theta: dict, other: Celo) -> dict:
         """`theta` of architecture `other` as a theta of this one: turning `model_features` on adds
         its step weight at zero (it steps identically), turning `progress_feature` on adds its
         weight at `progress_init`; the static priors (`width_power`, `depth_power`, their
-        references) may differ, which changes the step only away from the reference shape.
-        Nothing else may differ.
+        references) may differ, which changes the step only away from the reference shape, and
+        `step_gain` may differ (ψ's weights are kept). Nothing else may differ.
 
         >>> old = Celo(); new = Celo(model_features=True)
         >>> new.adopt(old.init(jax.random.key(0)), old)["step"].shape
         (8,)
         """
         priors = ("model_features", "progress_feature", "progress_init", "width_power", "depth_power", "ref_fan_in",
-                  "ref_matrices")
+                  "ref_matrices", "step_gain")
         if not isinstance(other, Celo) or dataclasses.replace(other, **{k: getattr(self, k) for k in priors}) != self \
                 or (other.model_features and not self.model_features) \
                 or (other.progress_feature and not self.progress_feature):
             raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only turning model_features "
                              "or progress_feature on and changing the step priors are supported")
-        w = jnp.asarray(theta["step"], jnp.float32)
+        w = jnp.asarray(other.step_weights(theta), jnp.float32)
         n = NUM_TENSOR_FEATURES
         step = self._step_weights(w[:n], w[n:n + 1] if other.model_features else None)
         if other.progress_feature:  # keep its learned weight
-            step = step.at[-1].set(w[-1])
+            step = step.at[-1].set(w[-1] / self.step_gain)
         return dict(theta, step=step)
 
     def optimizer(

@@ -310,3 +310,39 @@ def test_progress_feature_shrinks_the_step_with_the_gradients_as_numpy_says():
     kept = lopt.Celo(progress_feature=True, model_features=True).adopt(dict(adopted, step=adopted["step"].at[-1].set(-2.0)), arch)
     assert kept["step"].shape == (celo.NUM_TENSOR_FEATURES + 2,) and float(kept["step"][-1]) == -2.0
     assert float(kept["step"][-2]) == 0.0
+
+
+def test_step_gain_stores_the_step_weights_divided_and_steps_identically():
+    """theta["step"] holds w_s / step_gain: adopting across gains keeps every update, and the
+    meta-gradient with respect to the stored weights is step_gain times that of w_s."""
+    base, theta = lopt.Celo(progress_feature=True), _random_theta(6)
+    theta = dict(theta, step=jnp.append(theta["step"], 0.3))
+    arch = lopt.Celo(progress_feature=True, step_gain=10.0)
+    adopted = arch.adopt(theta, base)
+    np.testing.assert_allclose(adopted["step"], np.asarray(theta["step"]) / 10.0, rtol=1e-6)
+    np.testing.assert_allclose(lopt.Celo(progress_feature=True).adopt(adopted, arch)["step"], theta["step"], rtol=1e-6)
+    assert float(lopt.Celo(progress_feature=True, progress_init=0.5, step_gain=4.0).init(jax.random.key(0))["step"][-1]) \
+        == pytest.approx(0.125)
+    rng = np.random.default_rng(6)
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in SHAPES.items()}
+    grads = [{k: jnp.asarray(f * rng.normal(size=s), jnp.float32) for k, s in SHAPES.items()} for f in (1.0, 0.1)]
+
+    def last_update(a, th):
+        opt = a.optimizer(th, num_steps=10)
+        state = opt.init(params)
+        for g in grads:
+            u, state = opt.update(g, state, params)
+        return u
+
+    want, got = last_update(base, theta), last_update(arch, adopted)
+    for k in SHAPES:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-12, err_msg=k)
+
+    def meta(a, step):
+        return sum(jnp.sum(u) for u in jax.tree.leaves(last_update(a, dict(theta, step=step))))
+
+    g_base = jax.grad(lambda s: meta(base, s))(theta["step"])
+    g_gain = jax.grad(lambda s: meta(arch, s))(adopted["step"])
+    np.testing.assert_allclose(g_gain, 10.0 * g_base, rtol=1e-4, atol=1e-9)
+    with pytest.raises(ValueError, match="step_gain"):
+        lopt.Celo(step_gain=0.0)
