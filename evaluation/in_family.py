@@ -35,6 +35,7 @@ from inner_tasks.train import train_step, valid_loss
 
 KEY = 987654  # fresh draws: no meta-training run uses this key
 NONFINITE = 100.0
+RATIO_FLOOR = 1e-6  # in the geometric mean: a loss driven to exactly 0 would otherwise decide it alone
 
 
 def final_over_initial(arch, thetas: Any, task: inner_tasks.Task, steps: int, key: jax.Array, seeds: int = 2):
@@ -67,11 +68,12 @@ def compare(family: inner_tasks.TaskFamily, arch, thetas: Sequence[Any], num_tas
 
 
 def summary(ratios: np.ndarray, names: Sequence[str]) -> str:
-    """A markdown table: geometric and arithmetic mean, median, tasks ending above their start."""
+    """A markdown table: geometric mean (ratios floored at RATIO_FLOOR) and arithmetic mean, median,
+    tasks ending above their start."""
     lines = ["| variant | geometric mean | mean | median | above initial |", "|---|---|---|---|---|"]
     for j, name in enumerate(names):
         r = ratios[:, j]
-        lines.append(f"| {name} | {math.exp(np.log(r).mean()):.4f} | {r.mean():.4f} | {np.median(r):.4f} | "
+        lines.append(f"| {name} | {math.exp(np.log(np.maximum(r, RATIO_FLOOR)).mean()):.4f} | {r.mean():.4f} | {np.median(r):.4f} | "
                      f"{int((r > 1).sum())}/{len(r)} |")
     return "\n".join(lines)
 

@@ -58,3 +58,10 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert "no learned-optimizer file" in capsys.readouterr().err
     assert in_family.main(["--config", str(tmp_path / "none.py"), "--lopt", str(path)]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_summary_floors_zero_ratios_in_the_geometric_mean():
+    ratios = np.array([[0.0, 0.01], [0.5, 0.5]])
+    rows = in_family.summary(ratios, ["a", "b"]).splitlines()[2:]
+    assert rows[0].startswith(f"| a | {math.sqrt(in_family.RATIO_FLOOR * 0.5):.4f} | 0.2500 |")
+    assert rows[1].startswith(f"| b | {math.sqrt(0.01 * 0.5):.4f} | 0.2550 |")
