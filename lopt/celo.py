@@ -26,9 +26,12 @@ so narrow input layers (a few tabular features) and shallow models step as the m
 optimizer does there; the learned weights of ψ correct them.
 
 With `progress_feature=True` ψ also holds each tensor's gradient progress, log10 of its recent
-gradient RMS over its first one (`progress_feature`), whose weight starts at `progress_init`: a
-positive weight shrinks the step as the gradients shrink, as SGD's does, which a scale-free
-(Adam-like) step never does once a small dataset is memorized.
+gradient RMS over its peak so far (`progress_feature`, never positive), whose weight starts at
+`progress_init`: a positive weight shrinks the step as the gradients fall from their peak, as SGD's
+does, which a scale-free (Adam-like) step never does once a small dataset is memorized. (Measured
+against the *first* gradient instead, as files before stage 8 did with weights of at most 0.003,
+a positive weight also grew the step wherever gradients grow after initialization, as in deep
+nets and LMs, and diverged half the inner problems of a meta-training group.)
 
 `step_gain` g stores ψ's weights as theta["step"] = w_s / g. It changes no step, only how fast
 meta-training moves w_s: an ES perturbation of std σ and an Adam outer step of size η move
@@ -78,7 +81,7 @@ ADAM_FEATURE = FEATURE_NAMES.index("m0_rsqrt_v")
 SCHEDULE_POINTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NUM_TENSOR_FEATURES = len(SCHEDULE_POINTS) + 2
 PROGRESS_DECAY = 0.9
-PROGRESS_RANGE = (-4.0, 1.0)  # decades of gradient RMS, below / above the first gradient's
+PROGRESS_RANGE = (-4.0, 0.0)  # decades of gradient RMS below its peak
 V_EPS = 1e-30  # inside rsqrt(v): features are normalized per tensor, so only zero needs guarding
 OUT_EPS = 1e-12
 
@@ -90,7 +93,7 @@ class CeloAcc(NamedTuple):
     v: jax.Array  # S
     row: jax.Array  # S[:-1], or S for rank < 2
     col: jax.Array  # S[:-2] + S[-1:], or () for rank < 2
-    g2: jax.Array | None = None  # with progress_feature, (2,): mean g² of the first nonzero gradient and its EMA
+    g2: jax.Array | None = None  # with progress_feature, (2,): the peak of the EMA of mean g², and that EMA
 
 
 class CeloState(NamedTuple):
@@ -124,14 +127,15 @@ def update_acc(acc: CeloAcc, g: jax.Array, mom_decay_2: jax.Array, rms_decay: ja
         return CeloAcc(mom, v, row, col)
     mean_g2 = jnp.mean(g2)
     started = acc.g2[0] > 0
-    g2_stats = jnp.stack([jnp.where(started, acc.g2[0], mean_g2),
-                          jnp.where(started, PROGRESS_DECAY * acc.g2[1] + (1 - PROGRESS_DECAY) * mean_g2, mean_g2)])
+    ema = jnp.where(started, PROGRESS_DECAY * acc.g2[1] + (1 - PROGRESS_DECAY) * mean_g2, mean_g2)
+    g2_stats = jnp.stack([jnp.maximum(acc.g2[0], ema), ema])
     return CeloAcc(mom, v, row, col, g2_stats)
 
 
 def progress_feature(acc: CeloAcc) -> jax.Array:
-    """log10 of the tensor's recent gradient RMS (EMA of mean g², decay PROGRESS_DECAY) over its
-    first nonzero gradient's, clipped to PROGRESS_RANGE; 0 before any nonzero gradient. Shape (1,)."""
+    """log10 of the tensor's recent gradient RMS (EMA of mean g², decay PROGRESS_DECAY, started at
+    the first nonzero gradient) over that EMA's peak so far, clipped to PROGRESS_RANGE: in [-4, 0],
+    0 before any nonzero gradient. Shape (1,)."""
     ratio = (acc.g2[1] + V_EPS) / (acc.g2[0] + V_EPS)
     return jnp.clip(0.5 * jnp.log10(ratio), *PROGRESS_RANGE).astype(jnp.float32)[None]
 

@@ -283,9 +283,10 @@ def test_adopt_refuses_anything_but_turning_model_features_on():
 
 
 def test_progress_feature_shrinks_the_step_with_the_gradients_as_numpy_says():
-    """With progress_feature, ψ gains clip(log10(√(EMA_0.9 of mean g²) / RMS of the first nonzero
-    gradient), -4, 1) per tensor, weighted by `progress_init` after `adopt`; a tensor whose
-    gradients never were nonzero has feature 0."""
+    """With progress_feature, ψ gains clip(log10(√(EMA_0.9 of mean g², from the first nonzero
+    gradient) / √(that EMA's peak)), -4, 0) per tensor, weighted by `progress_init` after `adopt`:
+    growing gradients leave the step alone, shrinking ones shrink it; a tensor whose gradients
+    never were nonzero has feature 0."""
     base, theta = lopt.Celo(), _random_theta(5)
     arch = lopt.Celo(progress_feature=True, progress_init=0.7)
     adopted = arch.adopt(theta, base)
@@ -296,15 +297,16 @@ def test_progress_feature_shrinks_the_step_with_the_gradients_as_numpy_says():
     ref, opt = NumpyCelo(base, theta, 10), arch.optimizer(adopted, num_steps=10)
     state = opt.init(params)
     g2 = {k: None for k in SHAPES}
-    for t, factor in enumerate([1.0, 0.1, 0.01, 1e-4]):  # the gradients shrink by decades
+    for t, factor in enumerate([1.0, 10.0, 0.1, 0.01, 1e-4]):  # the gradients grow, then shrink by decades
         grads = {k: jnp.asarray(factor * g_dirs[k] * (k != "s"), jnp.float32) for k in SHAPES}  # "s": always zero
         want = ref.update(grads, params)
         got, state = opt.update(grads, state, params)
         for k in SHAPES:
             m = float(np.mean(np.asarray(grads[k], np.float64) ** 2))
-            g2[k] = (m, m) if g2[k] is None or g2[k][0] == 0 else (g2[k][0], 0.9 * g2[k][1] + 0.1 * m)
-            feature = np.clip(0.5 * np.log10((g2[k][1] + 1e-30) / (g2[k][0] + 1e-30)), -4, 1)
-            assert (feature == 0) == (k == "s" or t == 0), (k, t, feature)
+            ema = m if g2[k] is None or g2[k][0] == 0 else 0.9 * g2[k][1] + 0.1 * m
+            g2[k] = (max(ema, 0.0 if g2[k] is None else g2[k][0]), ema)
+            feature = np.clip(0.5 * np.log10((g2[k][1] + 1e-30) / (g2[k][0] + 1e-30)), -4, 0)
+            assert (feature == 0) == (k == "s" or t <= 1), (k, t, feature)
             np.testing.assert_allclose(got[k], np.exp(0.7 * feature) * want[k], rtol=5e-4, atol=1e-12,
                                        err_msg=f"{k} at step {t}")
     kept = lopt.Celo(progress_feature=True, model_features=True).adopt(dict(adopted, step=adopted["step"].at[-1].set(-2.0)), arch)
