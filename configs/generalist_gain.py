@@ -10,7 +10,10 @@ stage-7 file) moved them fast and in a telling direction (progress weight 0.003 
 meta-loss went 0.345 → 0.99 and learned/Adam 0.75 → 7.8, and the run was stopped. Here the
 outer learning rate is also lower (2e-4 → 2e-5), and the progress weight starts where fresh draws
 of the family put it at 1000-step horizons (0.5 decades of step per decade of gradient RMS;
-`PROGRESS_INIT`), from the shipped stage-5 file. The user-model screen of stage 7 shows what they
+`PROGRESS_INIT`), from the shipped stage-5 file. A second try measured the progress feature
+against each tensor's *first* gradient, as stages 6-7 did; its weight of 1.15 multiplied the step
+by up to 3.2 where gradients grow after initialization, and at meta-step 460 half the inner problems
+of a new group diverged. The feature now measures against the gradient's peak, so it only shrinks. The user-model screen of stage 7 shows what they
 should learn: on iris, breast_cancer and diabetes its validation loss reaches 0.031, 0.20 and 0.64
 early (tuned Adam ends at 0.108, 0.173, 0.704) and then climbs as the training set is memorized, which
 a step that shrinks with the gradients (the progress feature) would stop. Horizons 300/1000/3000 in
