@@ -13,10 +13,11 @@ of the family put it at 1000-step horizons (0.5 decades of step per decade of gr
 `PROGRESS_INIT`), from the shipped stage-5 file. A second try measured the progress feature
 against each tensor's *first* gradient, as stages 6-7 did; its weight of 1.15 multiplied the step
 by up to 3.2 where gradients grow after initialization, and at meta-step 460 half the inner problems
-of a new group diverged. The feature now measures against the gradient's peak, so it only shrinks. The user-model screen of stage 7 shows what they
-should learn: on iris, breast_cancer and diabetes its validation loss reaches 0.031, 0.20 and 0.64
-early (tuned Adam ends at 0.108, 0.173, 0.704) and then climbs as the training set is memorized, which
-a step that shrinks with the gradients (the progress feature) would stop. Horizons 300/1000/3000 in
+of a new group diverged. The feature now measures against the gradient's peak, so it only shrinks.
+Why the progress weight matters: on the user-model screen of stage 7 the validation loss of iris,
+breast_cancer and diabetes reaches 0.031, 0.20 and 0.64 early (tuned Adam ends at 0.108, 0.173,
+0.704) and then climbs as the training set is memorized, which a step that shrinks with the
+gradients would stop. Horizons 300/1000/3000 in
 equal parts, so that more problems run long enough to memorize their 128-1024 training rows.
 
 Command:  python meta_train.py --config configs/generalist_gain.py --workdir runs/generalist8 \\

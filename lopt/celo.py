@@ -313,14 +313,15 @@ class Celo:
         depth = max(n_matrices, self.ref_matrices)
         return (self.ref_fan_in / width) ** self.width_power * (self.ref_matrices / depth) ** self.depth_power
 
-    def _step_weights(self, tensor_w: jax.Array, model_w: jax.Array | None) -> jax.Array:
+    def _step_weights(self, tensor_w: jax.Array, model_w: jax.Array | None,
+                      progress_w: jax.Array | None = None) -> jax.Array:
         """theta["step"] from ψ's weights: schedule and shape, the model feature's (zero if None), and
-        the progress feature's (`progress_init`), all stored divided by `step_gain`."""
+        the progress feature's (`progress_init` if None), all stored divided by `step_gain`."""
         parts = [tensor_w]
         if self.model_features:
             parts.append(jnp.zeros((1,), jnp.float32) if model_w is None else model_w)
         if self.progress_feature:
-            parts.append(jnp.full((1,), self.progress_init, jnp.float32))
+            parts.append(jnp.full((1,), self.progress_init, jnp.float32) if progress_w is None else progress_w)
         return jnp.concatenate(parts) / self.step_gain
 
     def step_weights(self, theta: dict) -> jax.Array:
@@ -359,9 +360,8 @@ class Celo:
                              "or progress_feature on and changing the step priors are supported")
         w = jnp.asarray(other.step_weights(theta), jnp.float32)
         n = NUM_TENSOR_FEATURES
-        step = self._step_weights(w[:n], w[n:n + 1] if other.model_features else None)
-        if other.progress_feature:  # keep its learned weight
-            step = step.at[-1].set(w[-1] / self.step_gain)
+        step = self._step_weights(w[:n], w[n:n + 1] if other.model_features else None,
+                                  w[-1:] if other.progress_feature else None)  # a learned progress weight is kept
         return dict(theta, step=step)
 
     def optimizer(
