@@ -2,6 +2,7 @@
 tuned optax baselines? None of these models, datasets or initializations appear in meta-training.
 
     python -m evaluation.user_models --lopt PATH_OR_NAME [--quick] [--seeds 3] [--out DIR] [--tasks a,b]
+                                     [--baselines ""] [--baselines_from EARLIER_OUT_DIR]
 
 Tasks (`SUITES`, models and data in `evaluation.user_tasks`): flax.linen models with flax's default
 initialization on sklearn's bundled datasets (StandardScaler features, standardized regression
@@ -44,6 +45,10 @@ programs (the learned optimizer's runs; every baseline run, a `lax.switch` over 
 baselines) whose rows run one after another under `lax.map`: vmapped, μLO's update was 4× slower
 (its per-parameter MLP loses its fused 2-D kernels) and the convnet 1.5× slower.
 
+`--baselines_from DIR` reuses DIR's tuned baselines (they do not depend on the learned optimizer)
+after checking that tasks, grid and seeds match, and runs only the learned optimizer: a full-suite
+comparison of a new candidate then costs its own runs (`evaluation.reuse`).
+
 Outputs in --out (default runs/eval/user_models[_quick]): results.json, results.md and, per task,
 <task>_valid.png and <task>_train.png (mean curves over seeds, min–max shaded).
 """
@@ -72,12 +77,13 @@ import tqdm
 import inner_tasks
 import lopt
 from evaluation import evaluate as ev
+from evaluation import reuse
+from evaluation.speedup import SPEEDUP_BASIS, speedup, speedup_number
 from evaluation.user_tasks import UserTaskSpec, load_arrays
 
 GRID: tuple[float, ...] = ev._half_decades(-4, -1)  # 1e-4, 3.16e-4, …, 0.1
 POINTS = 25  # evaluation points per run; the training curve's smoothing window is horizon / POINTS
 TUNE_METRIC = "valid"
-SPEEDUP_BASIS = "train"
 
 
 class UserModelsError(ValueError):
@@ -177,37 +183,6 @@ def resolve_tasks(suite: str | Sequence[UserTask], names: Sequence[str] | None =
     return name, tasks
 
 
-def speedup(adam_curve: Sequence[float | None], steps: Sequence[int], target: float | None,
-            horizon: int, basis: str = SPEEDUP_BASIS) -> dict:
-    """VeLO's speed-up: the steps tuned Adam needs to reach `target` (the learned optimizer's final
-    smoothed loss), divided by the horizon; > 1 means the learned optimizer is faster.
-
-    `adam_curve[i]` is Adam's smoothed loss over the window ending at `steps[i]`. The first window
-    at or below the target counts, the step linearly interpolated from the window before it (the
-    first window: its own end, flagged `first_window`, the value an upper bound). `status` is
-    "reached" (with `value`), "never_reached" (Adam never gets there: the speed-up is > 1, `value`
-    None) or "learned_diverged" (a non-finite target). `basis` names the curves ("train" or "valid")."""
-    out = {"basis": basis, "target": target, "adam_steps": None, "value": None, "status": "learned_diverged",
-           "first_window": False}
-    if target is None or not math.isfinite(target):
-        return out
-    a = np.asarray([np.nan if v is None else v for v in adam_curve], np.float64)
-    hit = np.flatnonzero(a <= target)
-    if not len(hit):
-        out["status"] = "never_reached"
-        return out
-    i = int(hit[0])
-    s = float(steps[i])
-    if i > 0 and np.isfinite(a[i - 1]) and a[i - 1] > a[i]:
-        s = steps[i - 1] + (steps[i] - steps[i - 1]) * (a[i - 1] - target) / (a[i - 1] - a[i])
-    out.update(adam_steps=float(s), value=float(s) / horizon, status="reached", first_window=i == 0 and s > 0)
-    return out
-
-
-def _speedup_number(s: dict) -> float:
-    return math.inf if s["status"] == "never_reached" else s["value"]
-
-
 def _best_chunk(rows: Sequence[int], lo: int = 4, hi: int = 16) -> int:
     """Rows per call of the one compiled baseline program: the fewest padded rows over the row
     groups, the most rows on a tie (the rows run one after another, so padding is wasted time)."""
@@ -238,7 +213,7 @@ def summarize(results: dict) -> dict:
            "learned_nonfinite_runs": sum(t["optimizers"][ev.LEARNED]["nonfinite"] for t in tasks),
            "learned_above_initial_runs": sum(t["optimizers"][ev.LEARNED]["above_initial"] for t in tasks)}
     for key in ("speedup", "speedup_valid"):
-        values = [_speedup_number(t[key]) for t in tasks if t.get(key) and t[key]["status"] != "learned_diverged"]
+        values = [speedup_number(t[key]) for t in tasks if t.get(key) and t[key]["status"] != "learned_diverged"]
         median = float(np.median(values)) if values else None  # never reached counts as +inf
         out[key] = {"median": median if median is None or math.isfinite(median) else None,
                     "median_never_reached": median == math.inf, "tasks": len(values),
@@ -249,8 +224,9 @@ def summarize(results: dict) -> dict:
 def run_suite(lopt_path_or_name: str, suite: str | Sequence[UserTask] = "quick", seeds: int = 3,
               out_dir: str | pathlib.Path | None = None, tasks: Sequence[str] | None = None,
               grid: Sequence[float] = GRID, baselines: Sequence[str] | None = None, plots: bool = True,
-              command: str | None = None) -> dict:
-    """Runs the protocol (module docstring), writes results.json, results.md and PNGs; returns the JSON."""
+              command: str | None = None, baselines_from: str | pathlib.Path | None = None) -> dict:
+    """Runs the protocol (module docstring), writes results.json, results.md and PNGs; returns the JSON.
+    `baselines_from`: an earlier run's directory whose tuned baselines are reused (`evaluation.reuse`)."""
     t0 = time.time()
     suite_name, todo = resolve_tasks(suite, tasks)
     names = list(ev.BASELINES) if baselines is None else [b for b in ev.BASELINES if b in baselines]
@@ -265,24 +241,32 @@ def run_suite(lopt_path_or_name: str, suite: str | Sequence[UserTask] = "quick",
     arch, _, _ = lopt.load_theta(lopt_path_or_name)  # a bad file or name fails here, before any data or compile
     for t in todo:
         load_arrays(t.spec.dataset)  # missing data fails here
-    out = pathlib.Path(out_dir or f"runs/eval/user_models{'_quick' if suite_name == 'quick' else ''}")
-    out.mkdir(parents=True, exist_ok=True)
     eval_seeds = list(range(1, seeds + 1))
     grids = {n: grid for n in names}
     chunk = _best_chunk([len(names) * len(grid), len(names) * seeds]) if names else 1
+    header = {"seeds": seeds, "eval_seeds": eval_seeds, "tune_seed": ev.TUNE_SEED, "tuning_metric": TUNE_METRIC,
+              "grid": list(grid), "points_per_run": POINTS}
+    reused = None if baselines_from is None else reuse.pick(reuse.read(baselines_from), header, {
+        t.label: (json.loads(json.dumps(t.kwargs)), t.num_steps, t.eval_every) for t in todo}, names)
+    out = pathlib.Path(out_dir or f"runs/eval/user_models{'_quick' if suite_name == 'quick' else ''}")
+    out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "suite": suite_name, "lopt": str(lopt_path_or_name), "lopt_arch": arch.name, "seeds": seeds,
         "eval_seeds": eval_seeds, "tune_seed": ev.TUNE_SEED, "tuning_metric": TUNE_METRIC, "baselines": names,
         "grid": list(grid), "points_per_run": POINTS, "speedup_basis": SPEEDUP_BASIS,
         "command": command or f"run_suite({str(lopt_path_or_name)!r}, {suite_name!r}, seeds={seeds})", "tasks": {},
     }
-    bar = tqdm.tqdm(total=len(todo) * (seeds + len(names) * (len(grid) + seeds)), desc="runs", unit="run")
+    if baselines_from is not None:
+        results["baselines_from"] = str(baselines_from)
+    runs = seeds + (0 if reused else len(names) * (len(grid) + seeds))
+    bar = tqdm.tqdm(total=len(todo) * runs, desc="runs", unit="run")
     for t in todo:
         bar.set_postfix_str(t.label)
         start = time.time()
         opt = lopt.load(lopt_path_or_name, num_steps=t.num_steps)  # the product promise, nothing else
-        entry = ev._evaluate_task(t, arch, None, names, eval_seeds, TUNE_METRIC, chunk, bar, grids=grids,
-                                  learned_opt=opt, sequential=True)
+        entry = ev._evaluate_task(t, arch, None, [] if reused else names, eval_seeds, TUNE_METRIC, chunk, bar,
+                                  grids=grids, learned_opt=opt, sequential=True)
+        entry["optimizers"].update(reused[t.label] if reused else {})
         params = jax.eval_shape(t.make().init, jax.random.key(0))
         entry.update(dataset=t.spec.dataset, model=t.spec.model, kind=t.spec.kind, batch_size=t.spec.batch_size,
                      loss="mse" if t.spec.kind == "regression" else "cross-entropy",
@@ -375,6 +359,9 @@ def markdown(results: dict) -> str:
                      "faster; ≤: Adam's first interval already reaches it.")
     lines += ["", f"Command: `{results['command']}`" + (f"; wall time {results['wall_s'] / 60:.1f} min."
                                                         if "wall_s" in results else "")]
+    if results.get("baselines_from"):
+        lines += ["", f"The tuned baselines' runs are reused from `{results['baselines_from']}` (same tasks, grid and "
+                      "seeds; `evaluation.reuse`); only the learned optimizer ran here."]
     return "\n".join(lines) + "\n"
 
 
@@ -388,12 +375,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG curves")
     ap.add_argument("--baselines", default=",".join(ev.BASELINES),
                     help="comma-separated subset of the baselines; empty for the learned optimizer alone")
+    ap.add_argument("--baselines_from", default=None,
+                    help="an earlier run's directory: reuse its tuned baselines, run only the learned optimizer")
     args = ap.parse_args(argv)
     command = "python -m evaluation.user_models " + shlex.join(sys.argv[1:] if argv is None else argv)
     return ev.run_cli(lambda: run_suite(args.lopt, "quick" if args.quick else "full", args.seeds, args.out,
                                         [n for n in args.tasks.split(",") if n], plots=not args.no_plots,
-                                        baselines=[b for b in args.baselines.split(",") if b], command=command),
-                      markdown, UserModelsError)
+                                        baselines=[b for b in args.baselines.split(",") if b], command=command,
+                                        baselines_from=args.baselines_from),
+                      markdown, UserModelsError, reuse.BaselineReuseError)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 import inner_tasks
 import lopt
 from evaluation import evaluate as ev
+from evaluation import reuse
 from evaluation import user_models as um
 from evaluation import user_tasks as ut
 
@@ -355,3 +356,58 @@ def test_cli_runs_the_learned_optimizer_alone(lopt_file, tmp_path, capsys):
     assert "| task | steps | learned (" in out and "|  |" not in out
     assert um.main(args[:-2] + ["--baselines", "adam,nope", "--out", str(tmp_path)]) == 2
     assert "unknown baselines ['nope']" in capsys.readouterr().err
+
+
+def test_baselines_from_reuses_the_tuned_baselines_exactly(run, lopt_file, tmp_path):
+    """Re-running the same file with --baselines_from gives the same results as running every
+    baseline again; another learned optimizer is compared against the stored baselines."""
+    results, out = run
+    (label, _), = results["tasks"].items()
+    task = um.TASKS[label].with_steps(STEPS, points=3)
+    again = um.run_suite(str(lopt_file), [task], seeds=1, out_dir=tmp_path / "same", grid=GRID2, plots=False,
+                         baselines_from=out)
+    assert again["baselines_from"] == str(out)
+    strip = ("wall_s",)
+    assert {k: v for k, v in again["tasks"][label].items() if k not in strip} == \
+        {k: v for k, v in results["tasks"][label].items() if k not in strip}
+    assert again["summary"] == results["summary"]
+    other = lopt.LearnableAdam(learning_rate=1e-3)
+    other_file = lopt.save(tmp_path / "slow.safetensors", other, other.init(jax.random.key(0)))
+    slow = um.run_suite(str(other_file), [task], seeds=1, out_dir=tmp_path / "slow", grid=GRID2, plots=False,
+                        baselines_from=out / "results.json")
+    e = slow["tasks"][label]
+    for n in ev.BASELINES:
+        assert e["optimizers"][n] == results["tasks"][label]["optimizers"][n]
+        assert e["wins"][n] == (e["optimizers"]["learned"]["valid_mean"] < e["optimizers"][n]["valid_mean"])
+    assert e["optimizers"]["learned"]["valid_mean"] > results["tasks"][label]["optimizers"]["learned"]["valid_mean"]
+    assert "reused from" in (tmp_path / "slow" / "results.md").read_text()
+
+
+def test_baselines_from_refuses_what_would_not_compare(run, lopt_file, tmp_path, capsys):
+    results, out = run
+    (label, _), = results["tasks"].items()
+    task = um.TASKS[label].with_steps(STEPS, points=3)
+    kw = dict(seeds=1, out_dir=tmp_path / "x", grid=GRID2, plots=False)
+    with pytest.raises(reuse.BaselineReuseError, match="grid"):
+        um.run_suite(str(lopt_file), [task], **dict(kw, grid=(1e-3, 1e-1)), baselines_from=out)
+    with pytest.raises(reuse.BaselineReuseError, match="seeds"):
+        um.run_suite(str(lopt_file), [task], **dict(kw, seeds=2), baselines_from=out)
+    with pytest.raises(reuse.BaselineReuseError, match="differs in num_steps"):
+        um.run_suite(str(lopt_file), [um.TASKS[label].with_steps(60, points=3)], **kw, baselines_from=out)
+    with pytest.raises(reuse.BaselineReuseError, match="no task 'wine_mlp_w128_d2'"):
+        um.run_suite(str(lopt_file), [um.TASKS["wine_mlp_w128_d2"].with_steps(STEPS, points=3)], **kw,
+                     baselines_from=out)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.json").write_text('{"tasks": ')
+    with pytest.raises(reuse.BaselineReuseError, match="not valid JSON"):
+        um.run_suite(str(lopt_file), [task], **kw, baselines_from=tmp_path / "bad")
+    alone = json.loads((out / "results.json").read_text())
+    alone["baselines"] = []
+    (tmp_path / "alone.json").write_text(json.dumps(alone))
+    with pytest.raises(reuse.BaselineReuseError, match=r"no tuned \['adam'\]"):
+        um.run_suite(str(lopt_file), [task], **dict(kw, grid=GRID2), baselines=["adam"],
+                     baselines_from=tmp_path / "alone.json")
+    assert um.main(["--lopt", str(lopt_file), "--tasks", "iris_mlp_w64_d2", "--out", str(tmp_path / "y"),
+                    "--baselines_from", str(tmp_path / "nowhere")]) == 2
+    assert "no results.json" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything is written
