@@ -10,8 +10,9 @@ scores 100). The variants of one architecture are stacked and vmapped, so each t
         --lopt checkpoints/exports/generalist5_step1131.safetensors --progress_init 0,0.25,0.5,1 --tasks 30
 
 `--progress_init a1,a2,…` adopts the file into Celo with `progress_feature=True` and the progress
-weight at a·ln(10) (a: decades of step per decade of gradient RMS); without it, `--lopt` may list
-several files of one architecture.
+weight at a·ln(10) (a: decades of step per decade of gradient RMS); `--decay_gate k1,k2,…` adopts
+it with `decay_gate=True` and the gate's weight at k (decades of weight decay per decade of gradient
+RMS below its peak); without either, `--lopt` may list several files of one architecture.
 """
 
 from __future__ import annotations
@@ -85,9 +86,20 @@ def _config(path: str):
     return module.get_config()
 
 
-def variants(files: Sequence[str], progress_init: Sequence[float]) -> tuple[Any, list, list[str]]:
-    """(architecture, thetas, names) of the files, or of one file at each progress_init."""
+def variants(files: Sequence[str], progress_init: Sequence[float],
+             decay_gate: Sequence[float] = ()) -> tuple[Any, list, list[str]]:
+    """(architecture, thetas, names) of the files, or of one file at each progress_init or decay_gate."""
     loaded = [lopt.load_theta(f) for f in files]
+    if progress_init and decay_gate:
+        raise ValueError("give --progress_init or --decay_gate, not both")
+    if decay_gate:
+        if len(loaded) != 1 or not isinstance(loaded[0][0], lopt.Celo):
+            raise ValueError("--decay_gate takes exactly one celo file")
+        base_arch, theta, _ = loaded[0]
+        arch = dataclasses.replace(base_arch, decay_gate=True, decay_gate_init=0.0)
+        theta = arch.adopt(theta, base_arch)
+        thetas = [dict(theta, decay_gate=jnp.full((1,), k / arch.step_gain, jnp.float32)) for k in decay_gate]
+        return arch, thetas, [f"decay_gate {k:g} decade/decade" for k in decay_gate]
     if progress_init:
         if len(loaded) != 1 or not isinstance(loaded[0][0], lopt.Celo):
             raise ValueError("--progress_init takes exactly one celo file")
@@ -107,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", required=True, help="a meta-training recipe (configs/*.py); its family is used")
     ap.add_argument("--lopt", required=True, help="comma-separated learned-optimizer files or pretrained names")
     ap.add_argument("--progress_init", default="", help="comma-separated progress weights (decades per decade)")
+    ap.add_argument("--decay_gate", default="", help="comma-separated decay-gate weights (decades per decade)")
     ap.add_argument("--tasks", type=int, default=30)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=2)
@@ -115,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         family = build.build(_config(args.config)).family
         arch, thetas, names = variants([f for f in args.lopt.split(",") if f],
-                                       [float(a) for a in args.progress_init.split(",") if a])
+                                       [float(a) for a in args.progress_init.split(",") if a],
+                                       [float(k) for k in args.decay_gate.split(",") if k])
     except (ValueError, OSError, lopt.LoptFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

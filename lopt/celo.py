@@ -39,6 +39,15 @@ theta["step"] by σ and η, so w_s by gσ and gη. ψ's few weights each scale e
 tensor, and at the σ that suits the MLP's weights their effect on the meta-loss drowns in the
 noise of all the others (the depth and progress weights moved by 0.03 in thousands of meta-steps).
 
+With `decay_gate=True` the skip weight on the parameter feature p/rms(p) — a decoupled weight
+decay, which meta-training on small datasets makes positive (the shipped file's is 0.29 against 0.93
+on Adam's direction) — is multiplied per tensor by 10^(−κ · progress) (`gate`), κ a learned weight
+(theta["decay_gate"], stored divided by `step_gain`, starting at `decay_gate_init`). The decay then
+grows as a tensor's gradients fade below their peak, which is what happens once a small dataset is
+memorized and not while a large one is still being learned: on the user-model suite the shipped
+file's decay doubled took breast_cancer, diabetes and iris below tuned Adam, while no decay at all
+took Fashion-MNIST's 5000-step training loss from 0.49 to 0.27.
+
 At `init`, the skip is Adam's direction m/√v
 (β1 = 0.9, β2 = 0.999, no bias correction), the MLP's last layer and w_s are zero: the untrained
 optimizer is per-tensor-normalized Adam with learning rate `step_mult`. Elements that have never
@@ -76,7 +85,7 @@ import optax
 
 from lopt import common, features, mup
 from lopt.celo_features import (  # noqa: F401  (re-exported: lopt.celo.raw_features etc.)
-    ADAM_FEATURE, FEATURE_NAMES, NUM_FEATURES, NUM_TENSOR_FEATURES, OUT_EPS, PROGRESS_DECAY, PROGRESS_RANGE,
+    ADAM_FEATURE, FEATURE_NAMES, PARAM_FEATURE, NUM_FEATURES, NUM_TENSOR_FEATURES, OUT_EPS, PROGRESS_DECAY, PROGRESS_RANGE,
     SCHEDULE_POINTS, V_EPS, CeloAcc, CeloState, _mlp_stacked, _mlp_units, _rsqrt, _sqrt, fan_in, init_acc,
     mlp_direction, model_feature, num_matrices, progress_feature, raw_features, schedule_features,
     shape_features, update_acc)
@@ -101,6 +110,8 @@ class Celo:
     ref_matrices: int = 3
     progress_feature: bool = False
     progress_init: float = 0.0
+    decay_gate: bool = False
+    decay_gate_init: float = 0.0
     step_gain: float = 1.0
 
     @property
@@ -136,7 +147,8 @@ class Celo:
             "skip": jnp.zeros((NUM_FEATURES,), jnp.float32).at[ADAM_FEATURE].set(1.0),
             "step": self._step_weights(jnp.zeros((NUM_TENSOR_FEATURES,), jnp.float32), None),
             "decay_logits": {"mom": jnp.zeros((2,), jnp.float32), "rms": jnp.zeros((), jnp.float32)},
-        }
+        } | ({"decay_gate": jnp.full((1,), self.decay_gate_init / self.step_gain, jnp.float32)}
+             if self.decay_gate else {})
 
     def decays(self, theta: dict) -> tuple[jax.Array, jax.Array]:
         logits = theta["decay_logits"]
@@ -152,7 +164,16 @@ class Celo:
         n_layers = len([k for k in mlp if k.startswith("w")])
         layers = ((mlp["w0"][:NUM_FEATURES] * inv_rms[:, None], mlp["b0"] + sched_5 @ mlp["w0"][NUM_FEATURES:]),
                   *((mlp[f"w{i}"], mlp[f"b{i}"]) for i in range(1, n_layers)))
-        return mlp_direction(layers, theta["skip"] * inv_rms, x)
+        skip = theta["skip"] * inv_rms
+        if self.decay_gate:
+            skip = skip.at[PARAM_FEATURE].multiply(self.gate(theta, acc))
+        return mlp_direction(layers, skip, x)
+
+    def gate(self, theta: dict, acc: CeloAcc) -> jax.Array:
+        """10^(−κ · progress): the factor on the skip weight of the parameter feature (κ: the learned
+        `decay_gate` weight; progress: `progress_feature(acc)`, in [−4, 0])."""
+        kappa = theta["decay_gate"][0] * self.step_gain
+        return jnp.exp(-kappa * math.log(10.0) * progress_feature(acc)[0])
 
     def prior(self, shape: tuple[int, ...], n_matrices: int) -> float:
         """The static step multiplier (ref_fan_in/max(fan_in, ref_fan_in))^width_power (matrices
@@ -191,8 +212,8 @@ class Celo:
 
     def adopt(self, theta: dict, other: Celo) -> dict:
         """`theta` of architecture `other` as a theta of this one: turning `model_features` on adds
-        its step weight at zero (it steps identically), turning `progress_feature` on adds its
-        weight at `progress_init`; the static priors (`width_power`, `depth_power`, their
+        its step weight at zero (it steps identically), turning `progress_feature` (`decay_gate`) on
+        adds its weight at `progress_init` (`decay_gate_init`); the static priors (`width_power`, `depth_power`, their
         references) may differ, which changes the step only away from the reference shape, and
         `step_gain` may differ (ψ's weights are kept). Nothing else may differ.
 
@@ -200,20 +221,25 @@ class Celo:
         >>> new.adopt(old.init(jax.random.key(0)), old)["step"].shape
         (8,)
         """
-        priors = ("model_features", "progress_feature", "progress_init", "width_power", "depth_power", "ref_fan_in",
+        priors = ("model_features", "progress_feature", "progress_init", "decay_gate", "decay_gate_init", "width_power", "depth_power", "ref_fan_in",
                   "ref_matrices", "step_gain")
         if not isinstance(other, Celo) or dataclasses.replace(other, **{k: getattr(self, k) for k in priors}) != self \
                 or (other.model_features and not self.model_features) \
-                or (other.progress_feature and not self.progress_feature):
-            raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only turning model_features "
-                             "or progress_feature on and changing the step priors are supported")
+                or (other.progress_feature and not self.progress_feature) \
+                or (other.decay_gate and not self.decay_gate):
+            raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only turning model_features, "
+                             "progress_feature or decay_gate on and changing the step priors are supported")
         w = jnp.asarray(other.step_weights(theta), jnp.float32)
         optional, i = {}, NUM_TENSOR_FEATURES  # learned optional weights are kept, in ψ's order
         for flag, key in (("model_features", "model_w"), ("progress_feature", "progress_w")):
             if getattr(other, flag):
                 optional[key], i = w[i:i + 1], i + 1
         step = self._step_weights(w[:NUM_TENSOR_FEATURES], optional.pop("model_w", None), **optional)
-        return dict(theta, step=step)
+        out = dict(theta, step=step)
+        if self.decay_gate:  # a learned gate weight is kept
+            kappa = theta["decay_gate"] * other.step_gain if other.decay_gate else self.decay_gate_init
+            out["decay_gate"] = jnp.asarray(kappa, jnp.float32).reshape(1) / self.step_gain
+        return out
 
     def optimizer(
         self, theta: dict, *, num_steps: int | None = None, learning_rate: float | Callable | None = None,
@@ -226,7 +252,7 @@ class Celo:
 
         def init_fn(params):
             return CeloState(jnp.zeros((), jnp.int32),
-                             jax.tree.map(lambda p: init_acc(p, self.progress_feature), params))
+                             jax.tree.map(lambda p: init_acc(p, self.progress_feature or self.decay_gate), params))
 
         def update_fn(updates, state, params=None, **extra):
             del extra

@@ -25,6 +25,7 @@ PyTree = Any
 FEATURE_NAMES = ("g", "p", "m0", "m1", "g_rsqrt_v", "m0_rsqrt_v", "m1_rsqrt_v", "g_fac", "m0_fac", "rsqrt_v")
 NUM_FEATURES = len(FEATURE_NAMES)  # 10
 ADAM_FEATURE = FEATURE_NAMES.index("m0_rsqrt_v")
+PARAM_FEATURE = FEATURE_NAMES.index("p")
 SCHEDULE_POINTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NUM_TENSOR_FEATURES = len(SCHEDULE_POINTS) + 2
 PROGRESS_DECAY = 0.9

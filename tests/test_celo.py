@@ -31,8 +31,10 @@ def _random_theta(seed: int, hidden: int = 8) -> dict:
 class NumpyCelo:
     """Celo written out in float64 NumPy, one tensor at a time, from the module's docstring."""
 
-    def __init__(self, arch: lopt.Celo, theta: dict, num_steps: int | None):
+    def __init__(self, arch: lopt.Celo, theta: dict, num_steps: int | None, gate: float | None = None):
+        """`gate`: κ of `decay_gate`, the skip weight on p scaled per tensor by 10^(−κ·progress)."""
         self.t = {k: np.asarray(v, np.float64) for k, v in theta["mlp"].items()}
+        self.gate, self.g2 = gate, {}
         self.skip, self.step_w = np.asarray(theta["skip"], np.float64), np.asarray(theta["step"], np.float64)
         lg = theta["decay_logits"]
         self.b_mom = np.clip(1 - (1 - np.array(arch.mom_decays)) * np.exp(10 * np.asarray(lg["mom"], np.float64)), 0, 1 - 1e-6)
@@ -69,11 +71,18 @@ class NumpyCelo:
             m0, m1 = a["m"]
             feats = [g, p, m0, m1, g * rv, m0 * rv, m1 * rv, g * fac, m0 * fac, rv]
             feats = [f / np.sqrt(np.mean(f**2) + 1e-8) for f in feats]
+            skip = self.skip.copy()
+            if self.gate is not None:  # the progress feature: EMA (0.9) of mean g² from the first nonzero one, vs its peak
+                mean_g2, prev = float(np.mean(g**2)), self.g2.get(name)
+                ema = mean_g2 if prev is None or prev[0] == 0 else 0.9 * prev[1] + 0.1 * mean_g2
+                self.g2[name] = (max(ema, 0.0 if prev is None else prev[0]), ema)
+                progress = np.clip(0.5 * np.log10((ema + 1e-30) / (self.g2[name][0] + 1e-30)), -4, 0)
+                skip[1] *= 10.0 ** (-self.gate * progress)
             x = np.stack(feats, -1)  # S + (10,)
             x = np.concatenate([x, np.broadcast_to(sched, g.shape + (5,))], -1)
             h = np.maximum(x @ self.t["w0"] + self.t["b0"], 0)
             h = np.maximum(h @ self.t["w1"] + self.t["b1"], 0)
-            d = (h @ self.t["w2"] + self.t["b2"])[..., 0] + np.stack(feats, -1) @ self.skip
+            d = (h @ self.t["w2"] + self.t["b2"])[..., 0] + np.stack(feats, -1) @ skip
             d = np.where(a["v"] > 0, d, 0.0)
             d = d / np.sqrt(np.mean(d**2) + 1e-12)
             fan_in = math.prod(g.shape[:-1]) if g.ndim >= 2 else 1
@@ -273,9 +282,9 @@ def test_step_priors_scale_each_tensor_as_numpy_says(width_power, depth_power):
 
 def test_adopt_refuses_anything_but_turning_model_features_on():
     theta = lopt.Celo(model_features=True).init(jax.random.key(0))
-    with pytest.raises(ValueError, match="only turning model_features or progress_feature on"):
+    with pytest.raises(ValueError, match="only turning model_features, progress_feature or decay_gate on"):
         lopt.Celo().adopt(theta, lopt.Celo(model_features=True))
-    with pytest.raises(ValueError, match="only turning model_features or progress_feature on"):
+    with pytest.raises(ValueError, match="only turning model_features, progress_feature or decay_gate on"):
         lopt.Celo(hidden_size=4, model_features=True).adopt(lopt.Celo().init(jax.random.key(0)), lopt.Celo())
     theta = lopt.Celo().init(jax.random.key(0))
     adopted = lopt.Celo(width_power=1.0, depth_power=1.0).adopt(theta, lopt.Celo())
@@ -348,3 +357,40 @@ def test_step_gain_stores_the_step_weights_divided_and_steps_identically():
     np.testing.assert_allclose(g_gain, 10.0 * g_base, rtol=1e-4, atol=1e-9)
     with pytest.raises(ValueError, match="step_gain"):
         lopt.Celo(step_gain=0.0)
+
+
+def test_decay_gate_scales_the_weight_decay_with_the_progress_as_numpy_says():
+    """With decay_gate, the skip weight on the parameter feature is multiplied per tensor by
+    10^(−κ·progress), progress as in `test_progress_feature_...`: the decay grows as the gradients
+    fade below their peak; κ = 0 is the ungated optimizer; adopt keeps a learned κ across gains."""
+    base, theta = lopt.Celo(), _random_theta(7)
+    theta = dict(theta, skip=theta["skip"].at[celo.PARAM_FEATURE].set(0.8))
+    arch = lopt.Celo(decay_gate=True, decay_gate_init=0.6)
+    adopted = arch.adopt(theta, base)
+    assert float(adopted["decay_gate"][0]) == pytest.approx(0.6)
+    rng = np.random.default_rng(7)
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in SHAPES.items()}
+    g_dirs = {k: rng.normal(size=s) for k, s in SHAPES.items()}
+    ref, ungated = NumpyCelo(base, theta, 10, gate=0.6), NumpyCelo(base, theta, 10)
+    opts = {"gated": arch.optimizer(adopted, num_steps=10),  # against NumPy; κ = 0 against the ungated file
+            "zero": arch.optimizer(dict(adopted, decay_gate=jnp.zeros((1,))), num_steps=10),
+            "base": base.optimizer(theta, num_steps=10)}
+    states = {n: o.init(params) for n, o in opts.items()}
+    updates = {n: jax.jit(o.update) for n, o in opts.items()}
+    for t, factor in enumerate([1.0, 10.0, 0.1, 0.01, 1e-3]):
+        grads = {k: jnp.asarray(factor * g_dirs[k], jnp.float32) for k in SHAPES}
+        want, plain = ref.update(grads, params), ungated.update(grads, params)
+        got = {}
+        for n in opts:
+            got[n], states[n] = updates[n](grads, states[n], params)
+        for k in SHAPES:
+            np.testing.assert_allclose(got["gated"][k], want[k], rtol=5e-4, atol=1e-12, err_msg=f"{k} at step {t}")
+            np.testing.assert_allclose(got["zero"][k], got["base"][k], rtol=1e-5, atol=1e-12, err_msg=f"{k} at step {t}")
+            if t >= 3 and k != "s":  # the gradients have fallen from their peak: the gate is above 1
+                assert np.max(np.abs(want[k] - plain[k])) > 1e-3 * np.max(np.abs(plain[k])), (k, t)
+    gained = lopt.Celo(decay_gate=True, step_gain=4.0).adopt(dict(adopted, decay_gate=jnp.full((1,), 0.9)), arch)
+    assert float(gained["decay_gate"][0]) == pytest.approx(0.9 / 4.0)
+    assert float(lopt.Celo(decay_gate=True).adopt(gained, lopt.Celo(decay_gate=True, step_gain=4.0))["decay_gate"][0]) \
+        == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="decay_gate on"):
+        base.adopt(adopted, arch)

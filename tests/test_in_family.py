@@ -65,3 +65,17 @@ def test_summary_floors_zero_ratios_in_the_geometric_mean():
     rows = in_family.summary(ratios, ["a", "b"]).splitlines()[2:]
     assert rows[0].startswith(f"| a | {math.sqrt(in_family.RATIO_FLOOR * 0.5):.4f} | 0.2500 |")
     assert rows[1].startswith(f"| b | {math.sqrt(0.01 * 0.5):.4f} | 0.2550 |")
+
+
+def test_decay_gate_variants_zero_is_the_file_itself(tmp_path):
+    base = lopt.Celo()
+    theta = base.init(jax.random.key(0))
+    theta = dict(theta, skip=theta["skip"].at[1].set(0.3))  # a weight decay for the gate to scale
+    path = lopt.save(tmp_path / "c.safetensors", base, theta)
+    arch, thetas, names = in_family.variants([str(path)], [], [0.0, 0.5])
+    assert arch.decay_gate and names == ["decay_gate 0 decade/decade", "decay_gate 0.5 decade/decade"]
+    ratios = in_family.compare(FAMILY, arch, thetas, num_tasks=2, steps=5, log=lambda _: None)
+    plain = in_family.compare(FAMILY, base, [theta], num_tasks=2, steps=5, log=lambda _: None)
+    np.testing.assert_allclose(ratios[:, 0], plain[:, 0], rtol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        in_family.variants([str(path)], [0.5], [0.5])
