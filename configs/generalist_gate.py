@@ -19,7 +19,10 @@ stage-5 optimizer exactly) and is meta-trained with ψ's weights at `step_gain` 
 
 Command:  python meta_train.py --config configs/generalist_gate.py --workdir runs/generalist9 \\
               --config.init_from=checkpoints/exports/generalist5_step1131.safetensors
-Cost on 2 CPU cores and result: see checkpoints/exports/README.md (stage 9).
+Cost on 2 CPU cores: 4950 meta-steps in 62 min (stopped there for evaluation), beside evaluations;
+κ reached 0.21. Result: user-model suite 8 of 10 wins against tuned Adam (stage 5: 5), 25 of 40
+against the four tuned baselines (22), 0 of 30 runs non-finite, 3 of 30 above initial (linnerud);
+shipped as celo_generalist (its card; checkpoints/exports/README.md, stage 9).
 """
 
 from configs import generalist_priors
