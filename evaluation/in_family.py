@@ -86,6 +86,15 @@ def _config(path: str):
     return module.get_config()
 
 
+def _adopt_one(loaded: list, option: str, **changes) -> tuple[Any, Any]:
+    """(architecture, theta) of the one loaded celo file, adopted into the architecture with `changes`."""
+    if len(loaded) != 1 or not isinstance(loaded[0][0], lopt.Celo):
+        raise ValueError(f"--{option} takes exactly one celo file")
+    base_arch, theta, _ = loaded[0]
+    arch = dataclasses.replace(base_arch, **changes)
+    return arch, arch.adopt(theta, base_arch)
+
+
 def variants(files: Sequence[str], progress_init: Sequence[float],
              decay_gate: Sequence[float] = ()) -> tuple[Any, list, list[str]]:
     """(architecture, thetas, names) of the files, or of one file at each progress_init or decay_gate."""
@@ -93,19 +102,11 @@ def variants(files: Sequence[str], progress_init: Sequence[float],
     if progress_init and decay_gate:
         raise ValueError("give --progress_init or --decay_gate, not both")
     if decay_gate:
-        if len(loaded) != 1 or not isinstance(loaded[0][0], lopt.Celo):
-            raise ValueError("--decay_gate takes exactly one celo file")
-        base_arch, theta, _ = loaded[0]
-        arch = dataclasses.replace(base_arch, decay_gate=True, decay_gate_init=0.0)
-        theta = arch.adopt(theta, base_arch)
+        arch, theta = _adopt_one(loaded, "decay_gate", decay_gate=True, decay_gate_init=0.0)
         thetas = [dict(theta, decay_gate=jnp.full((1,), k / arch.step_gain, jnp.float32)) for k in decay_gate]
         return arch, thetas, [f"decay_gate {k:g} decade/decade" for k in decay_gate]
     if progress_init:
-        if len(loaded) != 1 or not isinstance(loaded[0][0], lopt.Celo):
-            raise ValueError("--progress_init takes exactly one celo file")
-        base_arch, theta, _ = loaded[0]
-        arch = dataclasses.replace(base_arch, progress_feature=True, progress_init=0.0)
-        theta = arch.adopt(theta, base_arch)
+        arch, theta = _adopt_one(loaded, "progress_init", progress_feature=True, progress_init=0.0)
         thetas = [dict(theta, step=theta["step"].at[-1].set(a * math.log(10) / arch.step_gain)) for a in progress_init]
         return arch, thetas, [f"progress_init {a:g} decade/decade" for a in progress_init]
     archs = {a for a, _, _ in loaded}
