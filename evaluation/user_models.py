@@ -266,7 +266,8 @@ def run_suite(lopt_path_or_name: str, suite: str | Sequence[UserTask] = "quick",
         opt = lopt.load(lopt_path_or_name, num_steps=t.num_steps)  # the product promise, nothing else
         entry = ev._evaluate_task(t, arch, None, [] if reused else names, eval_seeds, TUNE_METRIC, chunk, bar,
                                   grids=grids, learned_opt=opt, sequential=True)
-        entry["optimizers"].update(reused[t.label] if reused else {})
+        if reused:
+            entry["optimizers"].update(reused[t.label])
         params = jax.eval_shape(t.make().init, jax.random.key(0))
         entry.update(dataset=t.spec.dataset, model=t.spec.model, kind=t.spec.kind, batch_size=t.spec.batch_size,
                      loss="mse" if t.spec.kind == "regression" else "cross-entropy",

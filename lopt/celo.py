@@ -85,8 +85,8 @@ import optax
 
 from lopt import common, features, mup
 from lopt.celo_features import (  # noqa: F401  (re-exported: lopt.celo.raw_features etc.)
-    ADAM_FEATURE, FEATURE_NAMES, PARAM_FEATURE, NUM_FEATURES, NUM_TENSOR_FEATURES, OUT_EPS, PROGRESS_DECAY, PROGRESS_RANGE,
-    SCHEDULE_POINTS, V_EPS, CeloAcc, CeloState, _mlp_stacked, _mlp_units, _rsqrt, _sqrt, fan_in, init_acc,
+    ADAM_FEATURE, FEATURE_NAMES, NUM_FEATURES, NUM_TENSOR_FEATURES, OUT_EPS, PARAM_FEATURE, PROGRESS_DECAY,
+    PROGRESS_RANGE, SCHEDULE_POINTS, V_EPS, CeloAcc, CeloState, _mlp_stacked, _mlp_units, _rsqrt, _sqrt, fan_in, init_acc,
     mlp_direction, model_feature, num_matrices, progress_feature, raw_features, schedule_features,
     shape_features, update_acc)
 
@@ -221,8 +221,8 @@ class Celo:
         >>> new.adopt(old.init(jax.random.key(0)), old)["step"].shape
         (8,)
         """
-        priors = ("model_features", "progress_feature", "progress_init", "decay_gate", "decay_gate_init", "width_power", "depth_power", "ref_fan_in",
-                  "ref_matrices", "step_gain")
+        priors = ("model_features", "progress_feature", "progress_init", "decay_gate", "decay_gate_init",
+                  "width_power", "depth_power", "ref_fan_in", "ref_matrices", "step_gain")
         if not isinstance(other, Celo) or dataclasses.replace(other, **{k: getattr(self, k) for k in priors}) != self \
                 or (other.model_features and not self.model_features) \
                 or (other.progress_feature and not self.progress_feature) \

@@ -41,7 +41,7 @@ class CeloAcc(NamedTuple):
     v: jax.Array  # S
     row: jax.Array  # S[:-1], or S for rank < 2
     col: jax.Array  # S[:-2] + S[-1:], or () for rank < 2
-    g2: jax.Array | None = None  # with progress_feature, (2,): the peak of the EMA of mean g², and that EMA
+    g2: jax.Array | None = None  # with progress_feature or decay_gate, (2,): the peak of the EMA of mean g², and that EMA
 
 
 class CeloState(NamedTuple):

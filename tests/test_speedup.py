@@ -1,0 +1,49 @@
+"""evaluation.speedup: VeLO's speed-up metric against a fine-grid walk of the piecewise-linear curve."""
+
+import math
+
+import numpy as np
+import pytest
+
+from evaluation.speedup import speedup
+
+
+def _reference_speedup(curve, steps, target, horizon):
+    """Walks the piecewise-linear curve on a fine grid (independent of the closed form)."""
+    a = np.asarray(curve, np.float64)
+    if not (a <= target).any():
+        return math.inf
+    fine = np.linspace(steps[0], steps[-1], 400001)
+    vals = np.interp(fine, steps, a)
+    return fine[np.argmax(vals <= target)] / horizon
+
+
+@pytest.mark.parametrize("curve, target, expected", [
+    ([4.0, 3.0, 2.0, 1.0], 2.5, 0.625),   # halfway between steps 50 and 75
+    ([4.0, 3.0, 2.0, 1.0], 5.0, 0.25),    # the first window is already below: its end
+    ([4.0, 3.0, 2.0, 1.0], 1.0, 1.0),     # reached exactly at the horizon: as fast as Adam
+    ([4.0, 2.0, 3.0, 1.0], 2.5, 0.4375),  # the first crossing counts
+    ([4.0, 3.0, 2.0, 1.5], 1.0, math.inf),
+])
+def test_speedup_hand_computed(curve, target, expected):
+    steps = [25, 50, 75, 100]
+    got = speedup(curve, steps, target, 100)
+    value = math.inf if got["status"] == "never_reached" else got["value"]
+    assert value == pytest.approx(expected)
+    assert value == pytest.approx(_reference_speedup(curve, steps, target, 100), abs=1e-4)
+    assert got["status"] == ("never_reached" if expected == math.inf else "reached") and got["basis"] == "train"
+    assert got["first_window"] == (expected == 0.25)
+
+
+def test_speedup_random_curves_and_edge_cases():
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 26) * 40
+    for _ in range(20):
+        curve = np.exp(-np.cumsum(rng.uniform(0, 0.2, 25))) + rng.normal(0, 0.01, 25)
+        target = rng.uniform(curve.min() - 0.05, curve.max())
+        got = speedup(list(curve), list(steps), float(target), 1000)
+        got = math.inf if got["status"] == "never_reached" else got["value"]
+        assert got == pytest.approx(_reference_speedup(curve, steps, target, 1000), abs=1e-4)
+    assert speedup([None, None], [5, 10], 1.0, 10)["status"] == "never_reached"  # Adam diverged
+    assert speedup([1.0, 0.5], [5, 10], None, 10)["status"] == "learned_diverged"
+    assert speedup([1.0, 0.5], [5, 10], math.nan, 10)["value"] is None
