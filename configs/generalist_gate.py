@@ -5,7 +5,9 @@ its skip weight on the parameter feature p/rms(p) is 0.29 (0.93 on Adam's direct
 with it set to 0 the user-model screen fell from 5 to 1 win against tuned Adam (wine 1.2e-5 →
 0.19, breast_cancer 0.28 → 2.35), while Fashion-MNIST's 5000-step MLP reached a training loss of
 0.27 instead of 0.49 (tuned Adam 0.26). Doubled, it took breast_cancer, diabetes and iris from
-0.28, 0.86, 0.14 to 0.12, 0.57, 0.07 (tuned Adam 0.173, 0.704, 0.108). One constant cannot serve
+0.28, 0.88, 0.14 to 0.14, 0.57, 0.07 (tuned Adam 0.173, 0.704, 0.108). Both measured with
+`python -m evaluation.user_models --lopt FILE --baselines ""` (3 seeds) on the stage-5 file with
+theta["skip"][1] (the weight on p) set to 0 or doubled, `lopt.save`d as FILE. One constant cannot serve
 both: small datasets, once memorized, want more decay; large ones still being learned want less.
 On fresh draws of the meta-training family (`python -m evaluation.in_family --config
 configs/generalist_priors.py --lopt celo_generalist,<×1.5>,<×2>,<×3> --tasks 20 --steps 1000`) the

@@ -2,7 +2,7 @@
 tuned optax baselines? None of these models, datasets or initializations appear in meta-training.
 
     python -m evaluation.user_models --lopt PATH_OR_NAME [--quick] [--seeds 3] [--out DIR] [--tasks a,b]
-                                     [--baselines ""] [--baselines_from EARLIER_OUT_DIR]
+                                     [--baselines ""] [--baselines_from EARLIER_OUT_DIR] [--steps N]
 
 Tasks (`SUITES`, models and data in `evaluation.user_tasks`): flax.linen models with flax's default
 initialization on sklearn's bundled datasets (StandardScaler features, standardized regression
@@ -224,11 +224,17 @@ def summarize(results: dict) -> dict:
 def run_suite(lopt_path_or_name: str, suite: str | Sequence[UserTask] = "quick", seeds: int = 3,
               out_dir: str | pathlib.Path | None = None, tasks: Sequence[str] | None = None,
               grid: Sequence[float] = GRID, baselines: Sequence[str] | None = None, plots: bool = True,
-              command: str | None = None, baselines_from: str | pathlib.Path | None = None) -> dict:
+              command: str | None = None, baselines_from: str | pathlib.Path | None = None,
+              steps: int | None = None) -> dict:
     """Runs the protocol (module docstring), writes results.json, results.md and PNGs; returns the JSON.
-    `baselines_from`: an earlier run's directory whose tuned baselines are reused (`evaluation.reuse`)."""
+    `baselines_from`: an earlier run's directory whose tuned baselines are reused (`evaluation.reuse`);
+    `steps`: every task's horizon instead of its own (`UserTask.with_steps`)."""
     t0 = time.time()
     suite_name, todo = resolve_tasks(suite, tasks)
+    if steps is not None:
+        if not isinstance(steps, int) or steps < 1:
+            raise UserModelsError(f"steps must be a positive integer, got {steps!r}")
+        todo = tuple(t.with_steps(steps) for t in todo)
     names = list(ev.BASELINES) if baselines is None else [b for b in ev.BASELINES if b in baselines]
     unknown = sorted(set(baselines or ()) - set(ev.BASELINES))
     if unknown:
@@ -376,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG curves")
     ap.add_argument("--baselines", default=",".join(ev.BASELINES),
                     help="comma-separated subset of the baselines; empty for the learned optimizer alone")
+    ap.add_argument("--steps", type=int, default=None, help="every task's horizon (default: each task's own)")
     ap.add_argument("--baselines_from", default=None,
                     help="an earlier run's directory: reuse its tuned baselines, run only the learned optimizer")
     args = ap.parse_args(argv)
@@ -383,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return ev.run_cli(lambda: run_suite(args.lopt, "quick" if args.quick else "full", args.seeds, args.out,
                                         [n for n in args.tasks.split(",") if n], plots=not args.no_plots,
                                         baselines=[b for b in args.baselines.split(",") if b], command=command,
-                                        baselines_from=args.baselines_from),
+                                        baselines_from=args.baselines_from, steps=args.steps),
                       markdown, UserModelsError, reuse.BaselineReuseError)
 
 

@@ -370,3 +370,14 @@ def test_baselines_from_refuses_what_would_not_compare(run, lopt_file, tmp_path,
                     "--baselines_from", str(tmp_path / "nowhere")]) == 2
     assert "no results.json" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything is written
+
+
+def test_steps_sets_every_horizon(lopt_file, tmp_path):
+    """`--steps N` runs each task at horizon N (25 evaluation points where N allows), nothing else changed."""
+    args = ["--lopt", str(lopt_file), "--tasks", "iris_mlp_w64_d2", "--seeds", "1", "--baselines", "", "--no-plots",
+            "--steps", "50", "--out", str(tmp_path)]
+    assert um.main(args) == 0
+    e = json.loads((tmp_path / "results.json").read_text())["tasks"]["iris_mlp_w64_d2"]
+    assert e["num_steps"] == 50 and e["eval_every"] == 2 and e["steps"][-1] == 50
+    with pytest.raises(um.UserModelsError, match="steps must be a positive integer"):
+        um.run_suite(str(lopt_file), "quick", steps=0, out_dir=tmp_path / "x")
