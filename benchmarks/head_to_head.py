@@ -101,20 +101,23 @@ def choose_num_steps(budget_s: float, startup_s: float, s_per_step: float, tail_
 
 
 def suite_score(results: dict) -> dict:
-    """The learned optimizer against tuned Adam on an `evaluation.evaluate` results dict: per-task
-    mean final metric and ratio learned/Adam, their geometric mean, and tasks won."""
-    per_task = {}
-    for label, t in results["tasks"].items():
-        lo, adam = t["optimizers"]["learned"]["mean"], t["optimizers"]["adam"]["mean"]
-        ratio = lo / adam if lo is not None and adam is not None and adam > 0 else None
-        per_task[label] = {"learned": lo, "adam": adam, "adam_lr": t["optimizers"]["adam"]["lr"], "ratio": ratio}
+    """The (first) learned optimizer, zero-tune, against Adam tuned for validation loss on an
+    `evaluation.evaluate` results dict: per-task mean final validation loss and the ratio
+    learned/Adam, their geometric mean, and tasks won (a lower mean; a tie is not a win)."""
+    label = results["lopts"][0]["label"]
+    per_task, diverged, runs = {}, 0, 0
+    for name, t in results["tasks"].items():
+        mine, adam = t["learned"][label]["zero_tune"], t["baselines"]["adam"]["valid"]
+        lo, ad = mine["valid_mean"], adam["valid_mean"]
+        ratio = lo / ad if lo is not None and ad is not None and ad > 0 else None
+        per_task[name] = {"learned": lo, "adam": ad, "adam_lr": adam["hparams"]["learning_rate"], "ratio": ratio}
+        diverged += mine["nonfinite"]
+        runs += len(mine["seeds"])
     ratios = [p["ratio"] for p in per_task.values()]
     ok = all(r is not None and r > 0 for r in ratios)
-    beats = results["summary"]["learned_beats"]["adam"]
+    wins = sum(p["learned"] is not None and (p["adam"] is None or p["learned"] < p["adam"]) for p in per_task.values())
     return {"per_task": per_task, "geomean_ratio": math.exp(statistics.fmean(map(math.log, ratios))) if ok else None,
-            "wins": beats["learned_lower"], "tasks": beats["tasks"], "metric": results["metric"],
-            "diverged_runs": results["summary"]["learned_diverged_runs"],
-            "runs": results["summary"]["runs_per_optimizer"]}
+            "wins": wins, "tasks": len(per_task), "metric": "valid", "diverged_runs": diverged, "runs": runs}
 
 
 def _minutes(s: float | None) -> str:
@@ -234,7 +237,8 @@ def _one_recipe(recipe: str, budget_minutes: float, out: pathlib.Path, suite: st
         if not rec.get("export"):
             raise PhaseError(f"no export: the run stopped at step {rec['meta_steps']}")
         rec["eval_wall_s"] = _subprocess(["-m", "evaluation.evaluate", "--lopt", rec["export"], "--suite", suite,
-                                          "--baselines", "adam", "--seeds", str(seeds), "--out", str(eval_dir)],
+                                          "--baselines", "adam", "--seeds", str(seeds), "--out", str(eval_dir),
+                                          "--no-plots"],
                                          out / "logs" / f"{recipe}.evaluate.log", 3600)
         rec["suite_score"] = suite_score(json.loads((eval_dir / "results.json").read_text()))
         print(f"[{recipe}] suite {suite}: learned/Adam {_num(rec['suite_score']['geomean_ratio'], '.2f')}, wins "

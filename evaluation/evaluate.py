@@ -1,387 +1,273 @@
-"""Evaluate a learned optimizer against tuned optax baselines on a fixed suite of inner tasks.
+"""Evaluate learned optimizers against the baselines users run, tuned per task, on a suite.
 
-    python -m evaluation.evaluate --lopt PATH_OR_NAME --suite quick [--seeds 3] [--out DIR] [--steps N]
-    python -m evaluation.evaluate --lopt mulo_mup --suite heldout --metric train
-    python -m evaluation.evaluate --lopt mulo_sp --suite width_sp --baselines adam
+    python -m evaluation.evaluate --suite dev --lopt celo_generalist[,mulo_sp,FILE…] [--quick]
+        [--tasks a,b] [--seeds 3] [--steps N] [--baselines adam,adamw_cos] [--baselines_from DIR]
+        [--out DIR] [--no-plots]
 
-Suites (`evaluation.suites.SUITES`): `digits` under a minute and `quick` about 1.5 min with 3
-seeds on 2 shared CPU cores; `heldout` (tasks meta-training never saw, see evaluation/RESULTS.md
-for its measured cost), `width_mup`/`width_sp` (the width sweep), `conv`, `fmnist_mlp` and `lm`.
-A small suite's time is mostly compilation of two programs per task: one for the learned
-optimizer, one for every baseline run (a `lax.switch` over the optax baselines, vmapped over
-(baseline, learning rate, seed) rows in chunks of 4 × seeds).
+The protocol is `evaluation.protocol`'s: baselines (`evaluation.baselines`: Adam and AdamW, each
+constant and with warmup + cosine, AdamW's weight decay tuned jointly with the learning rate, SGD
+with momentum, Lion) tuned per task and per metric on seed 0, then run on seeds 1..S; the learned
+optimizer zero-tune (`num_steps` only) and with its learning-rate multiplier tuned on a grid as
+large as Adam's. Metrics per task and seed: the final training loss on a fixed, large sample of
+the training split, the final validation loss, their learning curves, VeLO's speed-up on
+training loss against the best baseline, and whether a run diverged or ended above its initial
+loss. Wins are counted separately for training and validation loss.
 
-Protocol. The learned optimizer runs untuned: `evaluation.optimizer_for(arch, theta, task,
-num_steps)`, which adds `roles=`/`fan_in=` on μP tasks. Each baseline (adam; adamw with optax's
-decoupled weight decay 1e-4, scaled by the learning rate; sgd with momentum 0.9; lion without
-weight decay) is tuned per task over the log-spaced grid in `GRIDS` (half-decade steps) on one
-tuning seed: the learning rate with the lowest final `--metric` wins, NaN/inf counting as worst (if
-every rate diverges, the smallest wins). The winner then runs on `--seeds` evaluation seeds. Keys:
-tuning uses `jax.random.key(0)`, evaluation seed i uses `jax.random.key(1 + i)` (see `seed_keys`);
-every task and optimizer sees the same keys (same inits, batches and validation batches per seed).
-Metrics: `valid` is `inner_tasks.train`'s validation loss (mean over 4 fresh validation batches);
-`train` is the mean minibatch training loss over the last `eval_every` steps. Both are recorded for
-every run; a run counts as diverged if a loss is non-finite or its final validation loss is above
-its initial one.
-
-Outputs in `--out` (default runs/eval/<suite>): results.json (what `evaluate` returns, with a
-`summary`: on how many tasks the learned optimizer beats each tuned baseline, and its diverged
-runs), results.md (mean ± std of the final metric, chosen learning rate in parentheses, best
-mean in bold) and one PNG of learning curves per task (mean over seeds, min–max shaded).
-`--steps N` overrides every task's num_steps and picks the divisor of N that keeps each task's
-number of validation points closest to its own.
+Outputs in `--out` (default runs/eval/<suite>[_quick]): results.json, results.md, and with plots
+one PNG of learning curves per task and summary.png (win rates and speed-ups). A run of the
+`test` suite appends a row to evaluation/test_ledger.md (`evaluation.ledger`). `--lopt ""` runs
+the baselines alone (for `--baselines_from` later). Bad input (an unknown suite, task, baseline
+or file; mismatched cached baselines; missing data; an empty or non-positive grid) is one
+`error:` line and exit status 2, before anything compiles or is written.
 """
 
 from __future__ import annotations
 
-import os
-
 if __name__ == "__main__":
-    # XLA:CPU's multi-threaded Eigen kernels sporadically return NaN on an oversubscribed CPU (see
-    # tests/conftest.py); a benchmark must not count such a glitch as a divergence. Set before the
-    # backend starts.
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    from evaluation import xla_flags
+    xla_flags.single_threaded_eigen()
 
 import argparse
-import functools
+import datetime
 import json
-import math
+import os
 import pathlib
-import re
 import shlex
 import sys
-from typing import Any, Callable, Sequence
+import tempfile
+import time
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
-import matplotlib
 import numpy as np
-import optax
 import tqdm
 
 import inner_tasks
 import lopt
-from evaluation import optimizer_for
-from evaluation.suites import SUITES, SuiteTask
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-TUNE_SEED = 0
-LEARNED = "learned"
-METRICS = {"valid": "validation loss", "train": "training loss (mean minibatch loss over the last eval interval)"}
+from evaluation import baselines as bl
+from evaluation import ledger, protocol, reuse, suites
+from evaluation.tasks import EvalTask
 
 
 class EvaluateError(ValueError):
-    """Bad input to `evaluate`: suite, seeds, steps or a suite task's settings."""
+    """Bad input to `evaluate`: suite, tasks, seeds, steps, baselines or grids."""
 
 
-# Learning-rate grids, log-spaced in half-decades (9 points each). They reach a decade above the
-# usual ranges (adam 1e-4..1e-1, sgd 1e-3..1, lion 1e-5..1e-2) because plain optimizers on μP
-# models (zero readout with a 1/fan_in multiplier) often want larger rates; with the usual ranges
-# most quick-suite choices sat at the top end. results.md marks a choice at either end with †.
-_half_decades = lambda lo, hi: tuple(float(f"{10.0 ** (e / 2):.3g}") for e in range(2 * lo, 2 * hi + 1))
-GRIDS: dict[str, tuple[float, ...]] = {  # same keys and order as BASELINES
-    "adam": _half_decades(-4, 0), "adamw": _half_decades(-4, 0), "sgd": _half_decades(-3, 1),
-    "lion": _half_decades(-5, -1),
-}
-BASELINES: dict[str, Callable[[jax.Array], optax.GradientTransformation]] = {
-    "adam": lambda lr: optax.adam(lr),
-    "adamw": lambda lr: optax.adamw(lr, weight_decay=1e-4),
-    "sgd": lambda lr: optax.sgd(lr, momentum=0.9),
-    "lion": lambda lr: optax.lion(lr, weight_decay=0.0),
-}
-assert list(GRIDS) == list(BASELINES)
-
-
-def seed_keys(seeds: Sequence[int]) -> jax.Array:
-    """Typed keys [len(seeds)]: seed s trains from `jax.random.key(s)` (inits, batches, validation)."""
-    return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-
-
-def baseline(h: tuple[jax.Array, jax.Array]) -> optax.GradientTransformationExtraArgs:
-    """Baseline number h[0] (order of `BASELINES`) at learning rate h[1], both traceable.
-
-    A `lax.switch` over optax's own transformations, each keeping its own state, so one compiled
-    program vmaps over every (baseline, learning rate) pair of a task."""
-    idx, lr = h
-    opts = [optax.with_extra_args_support(make(lr)) for make in BASELINES.values()]
-
-    def update(grads, state, params=None, **extra):
-        def branch(i):
-            def apply(state):
-                updates, s = opts[i].update(grads, state[i], params, **extra)
-                return updates, state[:i] + (s,) + state[i + 1:]
-            return apply
-        return jax.lax.switch(idx, [branch(i) for i in range(len(opts))], state)
-
-    return optax.GradientTransformationExtraArgs(lambda p: tuple(o.init(p) for o in opts), update)
-
-
-@functools.partial(jax.jit, static_argnames=("make_opt", "num_steps", "eval_every", "sequential"))
-def _curves(task, make_opt, hparams, keys, num_steps: int, eval_every: int,
-            sequential: bool = False) -> tuple[jax.Array, jax.Array]:
-    """Curves of run i, trained with make_opt(hparams[i]) from keys[i]: validation [runs, points]
-    and training [runs, points - 1] (the mean minibatch loss over each eval_every steps).
-
-    The runs are vmapped, or with `sequential` run one after another by `lax.map` in the same
-    single program (faster on CPU for a learned optimizer or a convnet: vmapped, μLO's
-    per-parameter MLP loses its fused 2-D kernels and convolutions become grouped ones)."""
-    def one(h, key):
-        curve = inner_tasks.train(task, make_opt(h), num_steps, key, eval_every=eval_every)
-        return curve.valid_loss, curve.train_loss.reshape(-1, eval_every).mean(-1)
-    if sequential:
-        return jax.lax.map(lambda hk: one(*hk), (hparams, keys))
-    return jax.vmap(one)(hparams, keys)
-
-
-def _baseline_curves(run: Callable, rows: list[tuple[int, float, int]], chunk: int,
-                     bar: tqdm.tqdm) -> tuple[np.ndarray, np.ndarray]:
-    """Curves of (baseline index, lr, seed) rows, run in padded chunks of one shape (one compile)."""
-    padded = rows + rows[-1:] * (-len(rows) % chunk)
-    valid, train = [], []
-    for s in range(0, len(padded), chunk):
-        idx, lrs, seeds = zip(*padded[s:s + chunk])
-        hp = (jnp.asarray(idx, jnp.int32), jnp.asarray(lrs, jnp.float32))
-        v, t = run(baseline, hp, seed_keys(seeds))
-        valid.append(np.asarray(v))
-        train.append(np.asarray(t))
-        bar.update(min(chunk, len(rows) - s))
-    return np.concatenate(valid)[: len(rows)], np.concatenate(train)[: len(rows)]
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def _diverged(valid: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Per run: a non-finite loss anywhere, or a final validation loss above the initial one."""
-    bad = ~(np.isfinite(valid).all(-1) & np.isfinite(train).all(-1))
-    return bad | (valid[:, -1] > valid[:, 0])
-
-
-def choose_lr(grid: Sequence[float], losses: Sequence[float]) -> float:
-    """The tuning rule: the grid's learning rate with the lowest final loss, NaN/inf counting as
-    worst; the first (smallest) on a tie, so the smallest when every rate diverged."""
-    losses = np.asarray(losses, np.float64)
-    return grid[int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))]
-
-
-def _summary(valid: np.ndarray, train: np.ndarray, lr: float | None, metric: str) -> dict:
-    out = {"lr": lr, "diverged": int(_diverged(valid, train).sum()),
-           "nonfinite": int((~(np.isfinite(valid).all(-1) & np.isfinite(train).all(-1))).sum()),
-           "above_initial": int((valid[:, -1] > valid[:, 0]).sum())}
-    for name, curves in (("valid", valid), ("train", train)):
-        final = curves[:, -1].astype(np.float64)
-        out[f"final_{name}_loss"] = [_finite(v) for v in final]
-        ok = np.isfinite(final).all()
-        out[f"{name}_mean"] = _finite(final.mean()) if ok else None
-        out[f"{name}_std"] = _finite(final.std()) if ok else None
-        for stat in ("mean", "min", "max"):
-            out[f"{name}_curve_{stat}"] = [_finite(v) for v in getattr(curves, stat)(0)]
-    out["mean"], out["std"] = out[f"{metric}_mean"], out[f"{metric}_std"]
+def _lopts(names: Sequence[str]) -> list[dict[str, Any]]:
+    """Each learned optimizer as {label, source, arch, theta, digest}; labels are unique file stems or names."""
+    out = []
+    for name in names:
+        arch, theta, header = lopt.load_theta(name)
+        label = pathlib.Path(str(name)).stem if str(name).endswith(".safetensors") else str(name)
+        out.append({"label": label, "source": str(name), "arch": arch, "theta": theta,
+                    "digest": header.get("sha256", "")})
+    labels = [o["label"] for o in out]
+    if len(set(labels)) != len(labels):
+        raise EvaluateError(f"learned optimizers must have distinct names, got {labels}")
     return out
 
 
-def _resolve_suite(suite: str | Sequence[SuiteTask]) -> tuple[str, tuple[SuiteTask, ...]]:
-    if isinstance(suite, str):
-        if suite not in SUITES:
-            raise EvaluateError(f"unknown suite {suite!r}; valid: {sorted(SUITES)}")
-        return suite, SUITES[suite]
-    tasks = tuple(suite)
-    if not tasks or not all(isinstance(t, SuiteTask) for t in tasks):
-        raise EvaluateError("suite must be a suite name or a non-empty sequence of SuiteTask")
-    return "custom", tasks
+def _grids(names: Sequence[str] | None, lrs: Mapping[str, Sequence[float]] | None) -> list[bl.Baseline]:
+    try:
+        chosen = bl.resolve(names)
+        lrs = dict(lrs or {})
+        unknown = sorted(set(lrs) - {b.name for b in chosen})
+        if unknown:
+            raise ValueError(f"learning-rate grids given for baselines not run: {unknown}")
+        return [bl.dataclasses.replace(b, lrs=bl.check_grid(b.name, lrs[b.name])) if b.name in lrs else b
+                for b in chosen]
+    except ValueError as e:
+        raise EvaluateError(str(e)) from None
 
 
-def _check_args(seeds, steps, metric: str, baselines: Sequence[str]) -> None:
-    if not isinstance(seeds, int) or seeds < 1:
-        raise EvaluateError(f"seeds must be a positive integer, got {seeds!r}")
-    if steps is not None and (not isinstance(steps, int) or steps < 1):
-        raise EvaluateError(f"steps must be a positive integer, got {steps!r}")
-    if metric not in METRICS:
-        raise EvaluateError(f"unknown metric {metric!r}; valid: {list(METRICS)}")
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise EvaluateError(f"unknown baselines {unknown}; valid: {list(BASELINES)}")
-
-
-def evaluate(lopt_path_or_name: str, suite: str | Sequence[SuiteTask], seeds: int, out_dir: str | pathlib.Path,
-             steps: int | None = None, command: str | None = None, metric: str = "valid",
-             baselines: Sequence[str] | None = None) -> dict:
-    """Runs the protocol (module docstring) and writes results.json, results.md and PNGs; returns the JSON.
-
-    `metric` ("valid" or "train") is what tuning minimizes and the table reports; `baselines` is a
-    subset of BASELINES (default all, () for the learned optimizer alone)."""
-    suite_name, tasks = _resolve_suite(suite)
-    names = list(BASELINES) if baselines is None else [b for b in BASELINES if b in baselines]
-    _check_args(seeds, steps, metric, list(baselines or ()))
-    if steps is not None:
-        tasks = tuple(t.with_steps(steps) for t in tasks)
-    if len({t.label for t in tasks}) != len(tasks):
-        raise EvaluateError("suite task labels must be unique")
-    arch, theta, _ = lopt.load_theta(lopt_path_or_name)
+def _check_data(tasks: Sequence[EvalTask]) -> None:
     for t in tasks:
         try:
-            t.spec()  # validates settings before any run
+            t.spec.load_data()
+        except (inner_tasks.DatasetNotFoundError, inner_tasks.DatasetFormatError):
+            raise
         except ValueError as e:
-            raise EvaluateError(f"suite task {t.label!r}: {e}") from e
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+            raise EvaluateError(f"task {t.label!r}: {e}") from None
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3, out_dir: str | os.PathLike | None = None,
+             tasks: Sequence[str] | None = None, quick: bool = False, steps: int | None = None,
+             baselines: Sequence[str] | None = None, baselines_from: str | os.PathLike | None = None,
+             lrs: Mapping[str, Sequence[float]] | None = None,
+             multipliers: Sequence[float] = bl.LEARNED_MULTIPLIERS, plots: bool = True,
+             ledger_path: str | os.PathLike | None = ledger.LEDGER, command: str | None = None) -> dict:
+    """Runs the protocol on a suite and writes the outputs (module docstring); returns results.json's dict.
+
+    `lrs` replaces baselines' learning-rate grids ({name: grid}); `multipliers` is the learned
+    optimizers' grid under equal tuning; `ledger_path` is where a `test` run is logged."""
+    t0 = time.time()
+    try:
+        the_suite = suite if isinstance(suite, suites.Suite) else suites.get(suite)
+        todo = the_suite.select(tasks, quick)
+    except suites.SuiteError as e:
+        raise EvaluateError(str(e)) from None
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise EvaluateError(f"seeds must be a positive integer, got {seeds!r}")
+    if steps is not None:
+        try:
+            todo = tuple(t.with_steps(steps) for t in todo)
+        except ValueError as e:
+            raise EvaluateError(str(e)) from None
+    chosen = _grids(baselines, lrs)
+    try:
+        multipliers = bl.check_grid("multipliers", multipliers)
+    except ValueError as e:
+        raise EvaluateError(str(e)) from None
+    learned = _lopts(lopts)
+    if not learned and not chosen:
+        raise EvaluateError("nothing to run: no learned optimizer and no baseline")
+    _check_data(todo)
     eval_seeds = list(range(1, seeds + 1))
+    header = {"version": reuse.RESULTS_VERSION, "tune_seed": protocol.TUNE_SEED, "eval_seeds": eval_seeds,
+              "grids": {b.name: b.grid() for b in chosen}}
+    reused = None
+    if baselines_from is not None:
+        reused = reuse.pick(reuse.read(baselines_from), header, {t.label: t.fingerprint() for t in todo},
+                            [b.name for b in chosen])
+    if the_suite.ledger and ledger_path is not None:
+        ledger.check(ledger_path)
+    out = pathlib.Path(out_dir or f"runs/eval/{the_suite.name}{'_quick' if quick else ''}")
+    out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "suite": suite_name, "lopt": str(lopt_path_or_name), "lopt_arch": arch.name, "seeds": seeds,
-        "metric": metric, "baselines": names, "tune_seed": TUNE_SEED, "eval_seeds": eval_seeds,
-        "grids": {k: list(GRIDS[k]) for k in names},
-        "command": command or f"evaluate({str(lopt_path_or_name)!r}, {suite_name!r}, seeds={seeds}, steps={steps})",
-        "tasks": {},
+        **header, "suite": the_suite.name, "quick": quick, "seeds": seeds,
+        "baselines": [b.name for b in chosen], "multipliers": list(multipliers),
+        "lopts": [{k: o[k] for k in ("label", "source", "digest")} | {"arch": o["arch"].name} for o in learned],
+        "command": command or f"evaluate({the_suite.name!r}, {list(lopts)!r}, seeds={seeds})",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "tasks": {},
     }
-    chunk = len(BASELINES) * seeds
-    runs_per_task = seeds + sum(len(GRIDS[n]) + seeds for n in names)
-    bar = tqdm.tqdm(total=len(tasks) * runs_per_task, desc="runs", unit="run")
-    for st in tasks:
-        bar.set_postfix_str(st.label)
-        results["tasks"][st.label] = entry = _evaluate_task(st, arch, theta, names, eval_seeds, metric, chunk, bar)
-        plot_task(st.label, entry, out / f"{_slug(st.label)}.png", f"{LEARNED} ({arch.name})", metric)
+    if baselines_from is not None:
+        results["baselines_from"] = str(baselines_from)
+    per_task = len(learned) * (seeds + len(multipliers) + 2 * seeds) + (
+        0 if reused else sum(len(b.rows()) + 2 * seeds for b in chosen))
+    bar = tqdm.tqdm(total=len(todo) * per_task, desc="runs", unit="run")
+    for et in todo:
+        bar.set_postfix_str(et.label)
+        results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update)
     bar.close()
     results["summary"] = summarize(results)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(markdown(results))
+    results["wall_s"] = round(time.time() - t0, 1)
+    from evaluation import plots as plotting, tables  # matplotlib only where outputs are written
+    _write_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))
+    _write_atomic(out / "results.md", tables.markdown(results))
+    if plots:
+        plotting.task_figures(results, out)
+        plotting.summary_figure(results, out / "summary.png")
+    if the_suite.ledger and ledger_path is not None:
+        ledger.append(ledger_path, _ledger_row(results, out))
     return results
 
 
-def _evaluate_task(st: SuiteTask, arch, theta, names: list[str], eval_seeds: list[int], metric: str, chunk: int,
-                   bar: tqdm.tqdm, grids: dict[str, Sequence[float]] = GRIDS,
-                   learned_opt: optax.GradientTransformation | None = None, sequential: bool = False) -> dict:
-    """One task's protocol. `st` is a SuiteTask or any object with its fields and `make()`;
-    `learned_opt` replaces `optimizer_for(arch, theta, task, st.num_steps)` when given;
-    `sequential` runs each program's rows by `lax.map` rather than vmap (see `_curves`)."""
-    task = st.make()
-    run = functools.partial(_curves, task, num_steps=st.num_steps, eval_every=st.eval_every, sequential=sequential)
-    if learned_opt is None:
-        learned_opt = optimizer_for(arch, theta, task, st.num_steps)
-    seeds = len(eval_seeds)
-    valid, train = map(np.asarray, run(lambda _: learned_opt, jnp.zeros(seeds), seed_keys(eval_seeds)))
-    bar.update(seeds)
-    entry = {"task": st.task, "kwargs": dict(st.kwargs), "num_steps": st.num_steps, "eval_every": st.eval_every,
-             "mup": task.parametrization == "mup", "steps": list(range(0, st.num_steps + 1, st.eval_every)),
-             "optimizers": {LEARNED: _summary(valid, train, None, metric)}}
-    if not names:
-        return entry
-    index = {n: list(BASELINES).index(n) for n in names}
-    tune_rows = [(index[n], lr, TUNE_SEED) for n in names for lr in grids[n]]
-    tune_valid, tune_train = _baseline_curves(run, tune_rows, chunk, bar)
-    tune_final = {"valid": tune_valid[:, -1], "train": tune_train[:, -1]}
-    chosen, tuning = {}, {}
-    for n in names:
-        rows = np.asarray([r[0] == index[n] for r in tune_rows])
-        chosen[n] = choose_lr(grids[n], tune_final[metric][rows])
-        tuning[n] = {"lrs": list(grids[n]), **{f"final_{k}_loss": [_finite(v) for v in f[rows]]
-                                                for k, f in tune_final.items()}}
-    eval_rows = [(index[n], chosen[n], s) for n in names for s in eval_seeds]
-    valid, train = _baseline_curves(run, eval_rows, chunk, bar)
-    for i, n in enumerate(names):
-        rows = slice(i * seeds, (i + 1) * seeds)
-        entry["optimizers"][n] = dict(_summary(valid[rows], train[rows], chosen[n], metric), tuning=tuning[n])
+def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipliers: Sequence[float],
+          eval_seeds: list[int], reused: dict | None, progress: Callable[[int], None]) -> dict[str, Any]:
+    start = time.time()
+    task = et.make()
+    params = jax.eval_shape(task.init, jax.random.key(0))
+    entry: dict[str, Any] = {
+        "fingerprint": et.fingerprint(), "kind": et.kind, "pair": list(et.pair), "num_steps": et.num_steps,
+        "steps": et.steps, "num_params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(params))),
+    }
+    entry["baselines"] = reused[et.label] if reused else protocol.run_baselines(et, task, chosen, eval_seeds, progress)
+    entry["best"] = protocol.best_baselines(entry["baselines"])
+    entry["learned"] = {}
+    for o in learned:
+        runs = protocol.run_learned(et, task, o["arch"], o["theta"], multipliers, eval_seeds, progress)
+        runs["verdicts"] = protocol.verdicts(et, entry["baselines"], runs) if entry["baselines"] else None
+        entry["learned"][o["label"]] = runs
+    entry["wall_s"] = round(time.time() - start, 1)
     return entry
 
 
-def summarize(results: dict) -> dict:
-    """Per baseline: on how many tasks the learned optimizer's mean final metric is lower; and the
-    learned optimizer's diverged runs."""
-    tasks = results["tasks"].values()
-    wins = {}
-    for n in results["baselines"]:
-        beat = [t["optimizers"][LEARNED]["mean"] is not None and (
-            t["optimizers"][n]["mean"] is None or t["optimizers"][LEARNED]["mean"] < t["optimizers"][n]["mean"])
-            for t in tasks]
-        wins[n] = {"tasks": len(beat), "learned_lower": int(sum(beat))}
-    return {"learned_beats": wins, "learned_diverged_runs": sum(t["optimizers"][LEARNED]["diverged"] for t in tasks),
-            "runs_per_optimizer": len(results["tasks"]) * results["seeds"]}
+def summarize(results: dict) -> dict[str, Any]:
+    """Per learned optimizer and protocol: wins per metric (and within 5% on validation), the
+    median speed-up, diverged runs and runs that ended above their initial loss."""
+    tasks = list(results["tasks"].values())
+    out: dict[str, Any] = {}
+    for o in results["lopts"]:
+        label = o["label"]
+        per: dict[str, Any] = {}
+        for p in ("zero_tune", "tuned"):
+            verdicts = [t["learned"][label]["verdicts"][p] for t in tasks if t["learned"][label]["verdicts"]]
+            runs = [t["learned"][label]["zero_tune"] if p == "zero_tune" else t["learned"][label]["tuned"][m]
+                    for t in tasks for m in (("train",) if p == "zero_tune" else protocol.METRICS)]
+            s: dict[str, Any] = {"tasks": len(verdicts)}
+            for m in protocol.METRICS:
+                s[f"{m}_wins"] = sum(v[m]["win"] for v in verdicts)
+                s[f"{m}_within_5pct"] = sum(v[m]["within_5pct"] for v in verdicts)
+            ups = [speedup_number(v["speedup"]) for v in verdicts if v["speedup"]
+                   and v["speedup"]["status"] != "learned_diverged"]
+            median = float(np.median(ups)) if ups else None
+            s["speedup_median"] = median if median is None or np.isfinite(median) else None
+            s["speedup_median_never_reached"] = median == float("inf")
+            s["speedup_tasks"] = len(ups)
+            s["nonfinite_runs"] = sum(r["nonfinite"] for r in runs)
+            s["above_initial_runs"] = sum(r["above_initial"] for r in runs)
+            s["runs"] = sum(len(r["seeds"]) for r in runs)
+            per[p] = s
+        out[label] = per
+    return out
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
+def speedup_number(s: dict) -> float:
+    return float("inf") if s["status"] == "never_reached" else s["value"]
 
 
-def markdown(results: dict) -> str:
-    """The results table: rows tasks, columns optimizers, mean ± std of the final metric."""
-    cols = [LEARNED, *results["baselines"]]
-    head = [f"{LEARNED} ({results['lopt_arch']})", *cols[1:]]
-    edges = False
-    lines = [f"Final {METRICS[results['metric']]}, mean ± std over {results['seeds']} seeds "
-             "(chosen learning rate); best in bold.",
-             "", "| task | " + " | ".join(head) + " |", "|---" * (len(cols) + 1) + "|"]
-    for label, entry in results["tasks"].items():
-        opts = entry["optimizers"]
-        means = [opts[c]["mean"] if opts[c]["mean"] is not None else math.inf for c in cols]
-        best = min(means)
-        cells = []
-        for c, m in zip(cols, means):
-            o = opts[c]
-            cell = "diverged" if m == math.inf else f"{m:.4f} ± {o['std']:.4f}"
-            cell = f"**{cell}**" if m == best and m < math.inf and len(cols) > 1 else cell
-            edge = "†" if o["lr"] is not None and o["lr"] in (o["tuning"]["lrs"][0], o["tuning"]["lrs"][-1]) else ""
-            edges |= bool(edge)
-            cells.append(cell + (f" ({o['lr']:.3g}{edge})" if o["lr"] is not None else ""))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "† the chosen learning rate is at an end of its grid (`GRIDS`)."] if edges else []
-    summary = results.get("summary") or summarize(results)
-    beats = ", ".join(f"{n} on {w['learned_lower']}/{w['tasks']}" for n, w in summary["learned_beats"].items())
-    lines += ["", f"The learned optimizer's mean is lower than per-task-tuned {beats} tasks." if beats else "",
-              f"Learned-optimizer runs that diverged (non-finite, or final validation loss above the initial): "
-              f"{summary['learned_diverged_runs']} of {summary['runs_per_optimizer']}."]
-    lines += ["", f"Command: `{results['command']}`"]
-    return "\n".join(line for i, line in enumerate(lines) if line or not i or lines[i - 1]) + "\n"
-
-
-def plot_task(label: str, entry: dict, path: pathlib.Path, learned: str = LEARNED, metric: str = "valid") -> None:
-    """Curves of every optimizer on one task (the chosen metric): mean over seeds, min–max shaded."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    steps = np.asarray(entry["steps"])[(1 if metric == "train" else 0):]
-    nan = lambda xs: np.asarray([np.nan if x is None else x for x in xs], np.float64)
-    for name, o in entry["optimizers"].items():
-        lr = "" if o["lr"] is None else f" (lr {o['lr']:.3g})"
-        line, = ax.plot(steps, nan(o[f"{metric}_curve_mean"]), label=(learned if name == LEARNED else name) + lr)
-        ax.fill_between(steps, nan(o[f"{metric}_curve_min"]), nan(o[f"{metric}_curve_max"]), color=line.get_color(),
-                        alpha=0.2)
-    first = np.nanmax([nan(o[f"{metric}_curve_mean"])[0] for o in entry["optimizers"].values()])
-    if np.isfinite(first):
-        ax.set_ylim(top=1.5 * first)
-    ax.set(title=label, xlabel="step", ylabel=METRICS[metric])
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _ledger_row(results: dict, out: pathlib.Path) -> dict[str, str]:
+    wins = lambda label, p: (f"{results['summary'][label][p]['train_wins']}/{results['summary'][label][p]['tasks']}, "
+                             f"{results['summary'][label][p]['valid_wins']}/{results['summary'][label][p]['tasks']}")
+    labels = [o["label"] for o in results["lopts"]]
+    return {"date": results["date"], "lopts": ", ".join(f"{o['label']} ({o['digest'][:12]})" for o in results["lopts"])
+            or "baselines only", "command": results["command"],
+            "zero_tune": "; ".join(f"{l}: {wins(l, 'zero_tune')}" for l in labels) or "–",
+            "tuned": "; ".join(f"{l}: {wins(l, 'tuned')}" for l in labels) or "–", "out": str(out)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--lopt", required=True, help="learned-optimizer file or pretrained name")
-    ap.add_argument("--suite", required=True, help=f"one of {sorted(SUITES)}")
+    ap.add_argument("--suite", required=True, help=f"one of {list(suites.SUITES)}")
+    ap.add_argument("--lopt", required=True, help="comma-separated learned-optimizer files or pretrained names "
+                                                  "(empty: the baselines alone)")
+    ap.add_argument("--quick", action="store_true", help="the suite's quick subset")
+    ap.add_argument("--tasks", default="", help="comma-separated task labels (default: the whole suite)")
     ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds per (task, optimizer)")
-    ap.add_argument("--out", default=None, help="output directory (default runs/eval/<suite>)")
-    ap.add_argument("--steps", type=int, default=None, help="override every task's num_steps")
-    ap.add_argument("--metric", default="valid", help=f"what tuning minimizes and the table shows: {list(METRICS)}")
-    ap.add_argument("--baselines", default=",".join(BASELINES),
-                    help="comma-separated subset of the baselines; empty for the learned optimizer alone")
+    ap.add_argument("--steps", type=int, default=None, help="every task's horizon (default: each task's own)")
+    ap.add_argument("--baselines", default=",".join(bl.BASELINES),
+                    help="comma-separated subset of the baselines; empty for the learned optimizers alone")
+    ap.add_argument("--baselines_from", default=None,
+                    help="an earlier run's directory: reuse its tuned baselines, run only the learned optimizers")
+    ap.add_argument("--out", default=None, help="output directory (default runs/eval/<suite>[_quick])")
+    ap.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     args = ap.parse_args(argv)
     command = "python -m evaluation.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
-    return run_cli(lambda: evaluate(args.lopt, args.suite, args.seeds, args.out or f"runs/eval/{args.suite}",
-                                    args.steps, command=command, metric=args.metric,
-                                    baselines=[b for b in args.baselines.split(",") if b]),
-                   markdown, EvaluateError)
+    split = lambda s: [x for x in s.split(",") if x]
+    return run_cli(lambda: evaluate(args.suite, split(args.lopt), seeds=args.seeds, out_dir=args.out,
+                                    tasks=split(args.tasks), quick=args.quick, steps=args.steps,
+                                    baselines=split(args.baselines), baselines_from=args.baselines_from,
+                                    plots=not args.no_plots, command=command))
 
 
-def run_cli(job: Callable[[], dict], render: Callable[[dict], str], *errors: type[Exception]) -> int:
-    """Runs an evaluation's `job` and prints `render(results)`: 0; a bad file, name, setting
-    (`errors`) or missing data prints one `error:` line instead: 2."""
+def run_cli(job: Callable[[], dict]) -> int:
+    """Runs an evaluation and prints its tables: 0; a bad file, name, setting or missing data
+    prints one `error:` line instead: 2."""
+    from evaluation import tables
     try:
         results = job()
-    except (lopt.LoptFileError, inner_tasks.DatasetNotFoundError, inner_tasks.DatasetFormatError, *errors) as e:
+    except (lopt.LoptFileError, inner_tasks.DatasetNotFoundError, inner_tasks.DatasetFormatError, EvaluateError,
+            reuse.BaselineReuseError, ledger.LedgerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(render(results))
+    print(tables.markdown(results))
     return 0
 
 

@@ -3,12 +3,15 @@
 
     python -m evaluation.report card --name mulo_mup --workdir runs/mulo_mup --recipe configs/mulo_mup.py \\
         --results runs/eval/heldout_mup --results runs/eval/width_mup --notes notes.md
+    python -m evaluation.report results --name celo_generalist --results runs/eval/dev --results runs/eval/test
     python -m evaluation.report width --results runs/eval/width_mup --results runs/eval/width_sp --out w.png
 
 `card` copies WORKDIR/lopt.safetensors to lopt/pretrained/NAME.safetensors (same θ, with the
 recipe and compute spent added to its provenance), draws NAME_curve.png from the run's
 TensorBoard events and writes NAME.md: usage, recipe and config, compute, curve, results tables
-and the hand-written notes. `width` plots the final metric against width for each results
+and the hand-written notes. `results` rewrites the results sections of a shipped card (tables,
+per-task learning curves and a summary figure of win rates and speed-ups, as PNGs beside the
+card) and keeps the rest. `width` plots the final metric against width for each results
 directory (one line per learned optimizer, plus any tuned baselines).
 """
 
@@ -26,7 +29,7 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import lopt
-from evaluation import evaluate
+from evaluation import plots, protocol, reuse, tables
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -94,26 +97,32 @@ def _results(dirs: Sequence[str | pathlib.Path]) -> list[dict]:
         f = pathlib.Path(d) / "results.json"
         if not f.is_file():
             raise ValueError(f"{d}: no results.json (run python -m evaluation.evaluate --out {d} first)")
-        out.append(json.loads(f.read_text()))
+        res = json.loads(f.read_text())
+        if res.get("version") != reuse.RESULTS_VERSION:
+            raise ValueError(f"{f}: results version {res.get('version')!r}, this report reads "
+                             f"{reuse.RESULTS_VERSION}; re-run the evaluation")
+        out.append(res)
     return out
 
 
-def width_figure(results: Sequence[dict], path: pathlib.Path) -> None:
-    """Final metric (mean over seeds) against width, one line per (results, optimizer); × marks divergence."""
+def width_figure(results: Sequence[dict], path: pathlib.Path, metric: str = "valid") -> None:
+    """Final `metric` (mean over seeds) against width, one line per (results, learned optimizer
+    zero-tune or tuned baseline); × marks a run that diverged or ended above its initial loss."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    widths: list[int] = []
     for i, res in enumerate(results):
-        tasks = sorted(res["tasks"].values(), key=lambda t: t["kwargs"]["width"])
-        widths = [t["kwargs"]["width"] for t in tasks]
-        param = tasks[0]["kwargs"].get("parametrization", "mup")
-        for j, name in enumerate(tasks[0]["optimizers"]):
-            label = f"{pathlib.Path(res['lopt']).stem if name == evaluate.LEARNED else name + ' (tuned)'}, {param} model"
-            ys = np.asarray([np.nan if t["optimizers"][name]["mean"] is None else t["optimizers"][name]["mean"]
-                             for t in tasks])
-            line, = ax.plot(widths, ys, "o-" if name == evaluate.LEARNED else "s--", color=f"C{2 * i + j}",
-                            label=label)
-            bad = [w for w, t in zip(widths, tasks) if t["optimizers"][name]["diverged"]]
-            ax.plot(bad, [ax.get_ylim()[1]] * len(bad), "x", color=line.get_color(), markersize=10)
-    ax.set(xscale="log", xlabel="width", ylabel=f"final {evaluate.METRICS[results[0]['metric']].split(' (')[0]}",
+        tasks = sorted(res["tasks"].values(), key=lambda t: t["fingerprint"]["fields"]["width"])
+        widths = [t["fingerprint"]["fields"]["width"] for t in tasks]
+        param = tasks[0]["fingerprint"]["fields"].get("parametrization", "mup")
+        lines = [(o["label"], lambda t, l=o["label"]: t["learned"][l]["zero_tune"], "o-") for o in res["lopts"]]
+        lines += [(f"{n} (tuned)", lambda t, n=n: t["baselines"][n][metric], "s--") for n in res["baselines"]]
+        for j, (name, get, style) in enumerate(lines):
+            ys = np.asarray([np.nan if get(t)[f"{metric}_mean"] is None else get(t)[f"{metric}_mean"] for t in tasks])
+            line, = ax.plot(widths, ys, style, color=f"C{(2 * i + j) % 10}", label=f"{name}, {param} model")
+            bad = [w for w, t in zip(widths, tasks) if get(t)["nonfinite"] or get(t)["above_initial"]]
+            ax.plot(bad, [np.nanmax(ys) if np.isfinite(ys).any() else 1.0] * len(bad), "x", color=line.get_color(),
+                    markersize=10)
+    ax.set(xscale="log", xlabel="width", ylabel=f"final {protocol.METRIC_NAMES[metric]}",
            title="μP against standard parametrization as width grows")
     ax.set_xticks(widths, [str(w) for w in widths])
     ax.legend(fontsize=7)
@@ -147,12 +156,38 @@ def _chain_lines(provenance: dict, compute: dict) -> list[str]:
     return lines
 
 
-def _results_markdown(res: dict) -> str:
-    if "speedup_basis" in res:  # evaluation.user_models
-        from evaluation import user_models
-        body = user_models.markdown(res).strip().split("\n", 1)[1]  # its own title goes
-        return f"## Results: user-model suite `{res['suite']}`\n{body}"
-    return f"## Results: suite `{res['suite']}`\n\n{evaluate.markdown(res).strip()}"
+def results_section(res: dict, name: str, out_dir: pathlib.Path) -> str:
+    """A card's section for one evaluation: its tables and, for `name`'s learned optimizer, the
+    per-task curves and the summary figure (PNGs written beside the card)."""
+    labels = [o["label"] for o in res["lopts"]]
+    label = name if name in labels else (labels[0] if len(labels) == 1 else None)
+    if label is None:
+        raise ValueError(f"results of suite {res['suite']!r} hold {labels}, not {name!r}")
+    tag = f"{res['suite']}{'_quick' if res.get('quick') else ''}"
+    body = tables.markdown(res).strip().split("\n", 1)[1]  # its own title goes
+    lines = [f"## Results: suite `{tag}`", body, ""]
+    if res["baselines"]:
+        plots.suite_figure(res, label, out_dir / f"{name}_{tag}_curves.png")
+        plots.summary_figure(res, out_dir / f"{name}_{tag}_summary.png", only=label)
+        lines += [f"![win rates and speed-ups on {tag}]({name}_{tag}_summary.png)", "",
+                  f"![learning curves on {tag}]({name}_{tag}_curves.png)", ""]
+    return "\n".join(lines)
+
+
+def replace_results(name: str, results_dirs: Sequence[str], out_dir: pathlib.Path = PRETRAINED) -> pathlib.Path:
+    """Rewrites the results sections of NAME.md (every `## Results: …` section, up to `## Config`)
+    from `results_dirs`; the rest of the card stays."""
+    path = out_dir / f"{name}.md"
+    if not path.is_file():
+        raise ValueError(f"no model card {path}")
+    text = path.read_text()
+    head, sep, config = text.partition("\n## Config\n")
+    if not sep:
+        raise ValueError(f"{path}: no '## Config' section; not a card this report wrote")
+    keep = head.split("\n## Results: ", 1)[0].rstrip("\n")
+    sections = [results_section(res, name, out_dir) for res in _results(results_dirs)]
+    path.write_text("\n".join([keep, "", *sections]).rstrip("\n") + "\n" + sep + config)
+    return path
 
 
 def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], notes: str | None,
@@ -190,7 +225,7 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
     if notes:
         lines += [pathlib.Path(notes).read_text().strip(), ""]
     for res in results:
-        lines += [_results_markdown(res), ""]
+        lines += [results_section(res, name, out_dir), ""]
     lines += ["## Config", "", "```json", json.dumps(header["provenance"]["config"], indent=1), "```", ""]
     (out_dir / f"{name}.md").write_text("\n".join(lines))
     return shipped
@@ -206,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--results", action="append", default=[])
     c.add_argument("--notes", default=None)
     c.add_argument("--machine", default="a 2-core CPU machine", help="where the compute was spent, for the card")
+    r = sub.add_parser("results", help="rewrite a shipped card's results sections")
+    r.add_argument("--name", required=True)
+    r.add_argument("--results", action="append", required=True)
     w = sub.add_parser("width")
     w.add_argument("--results", action="append", required=True)
     w.add_argument("--out", required=True)
@@ -213,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "card":
             print(card(args.name, args.workdir, args.recipe, args.results, args.notes, machine=args.machine))
+        elif args.cmd == "results":
+            print(replace_results(args.name, args.results))
         else:
             width_figure(_results(args.results), pathlib.Path(args.out))
     except (ValueError, lopt.LoptFileError) as e:

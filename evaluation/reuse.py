@@ -1,19 +1,16 @@
-"""Tuned baselines reused from an earlier user-model run.
+"""Tuned baselines reused from an earlier evaluation.
 
-The tuned baselines of a user-model run do not depend on the learned optimizer: the same tasks,
-grid, tuning seed and evaluation seeds give the same curves. `--baselines_from DIR` therefore
-takes each baseline's tuning and evaluation runs from DIR/results.json and runs only the learned
-optimizer, after checking that everything the baselines depend on matches (`HEADER_KEYS`, and per
-task its model, data, horizon and evaluation interval); the full suite then costs a candidate its
-own runs (about 10 of 41 minutes on 2 CPU cores). A mismatch is one clear error, raised before
-anything runs.
+Tuned baselines do not depend on the learned optimizer: the same task (its `EvalTask.fingerprint`),
+grids, tuning seed and evaluation seeds give the same runs. `--baselines_from DIR` takes them
+from DIR/results.json after checking all of that, and runs only the learned optimizers. A
+mismatch, a missing task or baseline, or a file that is not an evaluation's results is one clear
+error, raised before anything runs.
 
->>> stored = {"seeds": 1, "eval_seeds": [1], "tune_seed": 0, "tuning_metric": "valid", "grid": [0.1],
-...           "points_per_run": 3, "baselines": ["adam"], "tasks": {"t": {"kwargs": {}, "num_steps": 30,
-...           "eval_every": 10, "optimizers": {"learned": {}, "adam": {"lr": 0.1}}}}}
+>>> stored = {"version": RESULTS_VERSION, "tune_seed": 0, "eval_seeds": [1], "grids": {"adam": {}},
+...           "baselines": ["adam"], "tasks": {"t": {"fingerprint": {"a": 1}, "baselines": {"adam": {"x": 1}}}}}
 >>> header = {k: stored[k] for k in HEADER_KEYS}
->>> pick(stored, header, {"t": ({}, 30, 10)}, ["adam"])
-{'t': {'adam': {'lr': 0.1}}}
+>>> pick(stored, header, {"t": {"a": 1}}, ["adam"])
+{'t': {'adam': {'x': 1}}}
 """
 
 from __future__ import annotations
@@ -23,7 +20,8 @@ import json
 import pathlib
 from typing import Any, Mapping, Sequence
 
-HEADER_KEYS = ("seeds", "eval_seeds", "tune_seed", "tuning_metric", "grid", "points_per_run")
+RESULTS_VERSION = 2  # results.json layout; bump when the same runs would be stored differently
+HEADER_KEYS = ("version", "tune_seed", "eval_seeds", "grids")
 
 
 class BaselineReuseError(ValueError):
@@ -31,7 +29,7 @@ class BaselineReuseError(ValueError):
 
 
 def read(path: str | pathlib.Path) -> dict:
-    """The results.json of an earlier run (`path`: its directory or the file itself)."""
+    """The results.json of an earlier evaluation (`path`: its directory or the file itself)."""
     path = pathlib.Path(path)
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
@@ -42,14 +40,15 @@ def read(path: str | pathlib.Path) -> dict:
         raise BaselineReuseError(f"--baselines_from: {file} is not valid JSON ({e})") from None
     if not isinstance(stored, dict) or not isinstance(stored.get("tasks"), dict) \
             or not all(k in stored for k in HEADER_KEYS + ("baselines",)):
-        raise BaselineReuseError(f"--baselines_from: {file} is not the results.json of a user-model run")
+        raise BaselineReuseError(f"--baselines_from: {file} is not the results.json of an evaluation "
+                                 f"(results version {RESULTS_VERSION})")
     return stored
 
 
-def pick(stored: Mapping[str, Any], header: Mapping[str, Any], tasks: Mapping[str, tuple[dict, int, int]],
+def pick(stored: Mapping[str, Any], header: Mapping[str, Any], fingerprints: Mapping[str, dict],
          names: Sequence[str]) -> dict[str, dict[str, dict]]:
     """{task label: {baseline: its stored entry}} for `names`, after checking `header` (this run's
-    HEADER_KEYS) and each task's (kwargs, num_steps, eval_every) against the stored run."""
+    HEADER_KEYS) and each task's fingerprint against the stored run."""
     for key in HEADER_KEYS:
         if stored[key] != header[key]:
             raise BaselineReuseError(f"--baselines_from: the stored run has {key}={stored[key]!r}, this run "
@@ -59,15 +58,17 @@ def pick(stored: Mapping[str, Any], header: Mapping[str, Any], tasks: Mapping[st
         raise BaselineReuseError(f"--baselines_from: the stored run has no tuned {missing} (it has "
                                  f"{list(stored['baselines'])})")
     out = {}
-    for label, (kwargs, num_steps, eval_every) in tasks.items():
+    for label, fingerprint in fingerprints.items():
         entry = stored["tasks"].get(label)
-        if entry is None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("baselines"), dict):
             raise BaselineReuseError(f"--baselines_from: the stored run has no task {label!r} (it has "
                                      f"{list(stored['tasks'])})")
-        here = {"kwargs": kwargs, "num_steps": num_steps, "eval_every": eval_every}
-        for key, value in here.items():
-            if entry.get(key) != value:
-                raise BaselineReuseError(f"--baselines_from: task {label!r} differs in {key}: stored "
-                                         f"{entry.get(key)!r}, here {value!r}")
-        out[label] = {n: copy.deepcopy(entry["optimizers"][n]) for n in names}
+        if entry.get("fingerprint") != fingerprint:
+            raise BaselineReuseError(f"--baselines_from: task {label!r} differs from the stored one (model, data, "
+                                     f"horizon or evaluation points): stored {entry.get('fingerprint')!r}, "
+                                     f"here {fingerprint!r}")
+        lacking = [n for n in names if n not in entry["baselines"]]
+        if lacking:
+            raise BaselineReuseError(f"--baselines_from: task {label!r} has no stored runs of {lacking}")
+        out[label] = {n: copy.deepcopy(entry["baselines"][n]) for n in names}
     return out

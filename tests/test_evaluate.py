@@ -1,200 +1,323 @@
-"""evaluation.evaluate: outputs, agreement with direct `inner_tasks.train` runs, tuning, errors."""
+"""evaluation.evaluate and its parts: the runner against a plain training loop, the baselines
+against optax's own optimizers, the learned optimizer as users load it, tuning per metric, the
+verdicts, reuse of tuned baselines, the test ledger, and one clear error for bad input."""
 
 import dataclasses
 import json
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import inner_tasks
 import lopt
+from evaluation import baselines as bl
 from evaluation import evaluate as ev
+from evaluation import ledger, protocol, runner, suites, tables
+from evaluation.tasks import EvalTask
+from evaluation.user_tasks import UserTaskSpec
 
-SEEDS, STEPS = 2, 20
+SEEDS = 2
+LRS = {"adam": [1e-3, 3e-2], "adam_cos": [1e-3, 3e-2], "adamw": [3e-2], "adamw_cos": [3e-2], "sgd": [0.1],
+       "lion": [1e-3]}
+MULTIPLIERS = [0.5, 1.0, 2.0]
 
 
 @pytest.fixture(scope="module")
 def lopt_file(tmp_path_factory):
     arch = lopt.LearnableAdam(learning_rate=3e-2)
-    return lopt.save(tmp_path_factory.mktemp("lopt") / "adam.safetensors", arch, arch.init(jax.random.key(0)))
+    return str(lopt.save(tmp_path_factory.mktemp("lopt") / "adam.safetensors", arch, arch.init(jax.random.key(0))))
+
+
+def _iris(steps=20, points=2, label="iris_mlp"):
+    spec = UserTaskSpec(model="mlp", model_kwargs={"widths": (16,)}, dataset="iris", batch_size=32)
+    return EvalTask(label, spec, steps, points=points, rows=4)
+
+
+def _digits_mup(steps=20):
+    return EvalTask("digits_mup", inner_tasks.get_spec("mlp", dataset="digits", width=16, depth=1), steps, points=2)
+
+
+SUITE = suites.Suite("tiny", (_iris(), _digits_mup()), quick=("iris_mlp",))
+TEST_SUITE = dataclasses.replace(SUITE, name="tiny_test", ledger=True)
 
 
 @pytest.fixture(scope="module")
-def tasks():
-    """The digits suite's first task, shortened, twice: the baseline program compiles once."""
-    first = ev.SUITES["digits"][0].with_steps(STEPS)
-    return first, dataclasses.replace(first, label="digits again")
-
-
-@pytest.fixture(scope="module")
-def run(lopt_file, tasks, tmp_path_factory):
+def run(lopt_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    return ev.evaluate(str(lopt_file), tasks, seeds=SEEDS, out_dir=out), out
+    results = ev.evaluate(SUITE, [lopt_file], seeds=SEEDS, out_dir=out, lrs=LRS, multipliers=MULTIPLIERS,
+                          ledger_path=None)
+    return results, out
 
 
-def test_outputs_written(run, tasks):
+def _plain_run(task, opt, seed, num_steps, every):
+    """A plain Python loop over the documented keys: the reference for `runner.run_one`."""
+    k_init, k_run = jax.random.split(jax.random.key(seed))
+    params = task.init(k_init)
+    state = opt.init(params)
+    samples = [runner.fixed_sample(task, s) for s in ("train", "valid")]
+    losses = lambda p: [float(runner.sample_loss(task, p, s)) for s in samples]
+    out = [losses(params)]
+    keys = jax.random.split(k_run, num_steps)
+    for t in range(num_steps):
+        batch = task.sample_batch(keys[t], "train")
+        loss, grads = jax.value_and_grad(task.loss)(params, batch)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        if (t + 1) % every == 0:
+            out.append(losses(params))
+    return np.asarray(out).T  # [2, points + 1]
+
+
+def test_runner_matches_a_plain_loop_for_every_family_row():
+    """Rows of the one vmapped Adam-family program are optax.adam / adamw with the users' schedule."""
+    task = _iris().make()
+    n, every = 20, 10
+    rows = [(3e-2, 0.0, 0.0), (3e-2, 0.0, 1.0), (1e-2, 0.1, 1.0)]
+    got = runner.run_rows(task, runner.BaselineMaker("adam"), None, np.asarray(rows), [1, 2, 1], n, every, 2)
+    refs = [optax.adam(3e-2), optax.adam(lambda c: 3e-2 * bl.warmup_cosine(n)(c)),
+            optax.adamw(lambda c: 1e-2 * bl.warmup_cosine(n)(c), weight_decay=0.1)]
+    for i, (opt, seed) in enumerate(zip(refs, [1, 2, 1])):
+        ref = _plain_run(task, opt, seed, n, every)
+        np.testing.assert_allclose(got.train[i], ref[0], rtol=2e-5)
+        np.testing.assert_allclose(got.valid[i], ref[1], rtol=2e-5)
+
+
+def test_warmup_cosine_is_the_users_schedule():
+    s = bl.warmup_cosine(100)
+    assert float(s(0)) == 0.0 and float(s(5)) == pytest.approx(1.0) and float(s(100)) == pytest.approx(0.0)
+    assert float(s(2)) == pytest.approx(0.4) and float(s(52)) == pytest.approx(0.5 * (1 + math.cos(math.pi * 47 / 95)))
+
+
+def test_fixed_training_sample_is_the_whole_small_split():
+    task = _iris().make()
+    params = task.init(jax.random.key(3))
+    data = task.data
+    logits = task.spec.module().apply(params, data["train_x"])
+    whole = optax.softmax_cross_entropy_with_integer_labels(logits, data["train_y"]).mean()
+    got = runner.sample_loss(task, params, runner.fixed_sample(task, "train"))
+    np.testing.assert_allclose(float(got), float(whole), rtol=1e-6)
+
+
+def test_learned_at_multiplier_one_is_lopt_load(lopt_file):
+    """Zero-tune is the product promise: `lopt.load(file, num_steps=N)` and nothing else."""
+    task = _iris().make()
+    arch, theta, _ = lopt.load_theta(lopt_file)
+    got = runner.run_rows(task, runner.LearnedMaker(arch), theta, np.asarray([[1.0], [2.0]]), [1, 1], 20, 10, 1)
+    ref = _plain_run(task, lopt.load(lopt_file, num_steps=20), 1, 20, 10)
+    np.testing.assert_allclose(got.train[0], ref[0], rtol=2e-5)
+    doubled = _plain_run(task, optax.chain(lopt.load(lopt_file, num_steps=20), optax.scale(2.0)), 1, 20, 10)
+    np.testing.assert_allclose(got.valid[1], doubled[1], rtol=2e-5)
+
+
+def test_outputs_and_structure(run):
     results, out = run
     assert json.loads((out / "results.json").read_text()) == results
-    assert (out / "results.md").is_file()
-    assert [t.label for t in tasks] == list(results["tasks"])
-    for label, entry in results["tasks"].items():
-        assert (out / f"{ev._slug(label)}.png").stat().st_size > 0
-        assert entry["num_steps"] == STEPS and STEPS % entry["eval_every"] == 0
-        for o in entry["optimizers"].values():
-            assert len(o["valid_curve_mean"]) == len(entry["steps"]) and len(o["final_valid_loss"]) == SEEDS
-            assert o["mean"] == pytest.approx(np.mean(o["final_valid_loss"]), rel=1e-6)
-            assert o["std"] == pytest.approx(np.std(o["final_valid_loss"]), rel=1e-5, abs=1e-7)
+    assert (out / "results.md").read_text() == tables.markdown(results)
+    assert (out / "summary.png").stat().st_size > 0
+    assert list(results["tasks"]) == ["iris_mlp", "digits_mup"]
+    for label, e in results["tasks"].items():
+        assert (out / f"{label}.png").stat().st_size > 0
+        assert e["steps"] == [0, 10, 20] and set(e["baselines"]) == set(bl.BASELINES)
+        for b in e["baselines"].values():
+            for m in protocol.METRICS:
+                assert len(b[m][f"final_{m}"]) == SEEDS and len(b[m][f"{m}_curve"]["mean"]) == 3
+                assert b[m][f"{m}_mean"] == pytest.approx(np.mean(b[m][f"final_{m}"]), rel=1e-9)
 
 
-def test_learned_matches_direct_train(run, lopt_file):
+def test_tuning_chooses_per_metric_and_reruns_on_evaluation_seeds(run):
     results, _ = run
-    arch, theta, _ = lopt.load_theta(lopt_file)
-    (label, entry), (_, again) = results["tasks"].items()
-    assert entry["kwargs"] == {"dataset": "digits", "resolution": 8, "width": 32, "depth": 2}
-    task = inner_tasks.get_task(entry["task"], **entry["kwargs"])
-    assert entry["mup"] and task.spec.parametrization == "mup"
-    opt = arch.optimizer(theta, roles=task.roles, fan_in=task.fan_in, num_steps=entry["num_steps"])
-    for i, got in enumerate(entry["optimizers"]["learned"]["final_valid_loss"]):
-        curve = inner_tasks.train(task, opt, entry["num_steps"], jax.random.key(1 + i), eval_every=entry["eval_every"])
-        np.testing.assert_allclose(got, float(curve.valid_loss[-1]), rtol=1e-5, err_msg=label)
-    for name, o in entry["optimizers"].items():  # same task, same keys: same numbers
-        assert again["optimizers"][name]["lr"] == o["lr"], name
-        np.testing.assert_allclose(again["optimizers"][name]["final_valid_loss"], o["final_valid_loss"], rtol=1e-5)
+    task = _iris().make()
+    e = results["tasks"]["iris_mlp"]
+    for name, b in e["baselines"].items():
+        rows = b["tuning"]["rows"]
+        assert len(rows) == len(LRS[name]) * (3 if name.startswith("adamw") else 1)
+        for m in protocol.METRICS:
+            finals = [math.inf if v is None else v for v in b["tuning"][f"final_{m}"]]
+            pick = rows[int(np.argmin(finals))]
+            assert b[m]["hparams"]["learning_rate"] == pytest.approx(pick[0])
+            if name.startswith("adamw"):
+                assert b[m]["hparams"]["weight_decay"] == pytest.approx(pick[1])
+    adamw = e["baselines"]["adamw_cos"]["valid"]
+    opt = optax.adamw(lambda c: adamw["hparams"]["learning_rate"] * bl.warmup_cosine(20)(c),
+                      weight_decay=adamw["hparams"]["weight_decay"])
+    ref = _plain_run(task, opt, 2, 20, 10)
+    np.testing.assert_allclose(adamw["final_valid"][1], ref[1, -1], rtol=2e-5)
 
 
-def test_baseline_matches_plain_optax(run):
-    """The switched, vmapped baseline runs are optax.adam's own runs."""
+def test_verdicts_follow_the_numbers(run):
     results, _ = run
-    entry = next(iter(results["tasks"].values()))
-    task = inner_tasks.get_task(entry["task"], **entry["kwargs"])
-    adam = entry["optimizers"]["adam"]
-    curve = inner_tasks.train(task, optax.adam(adam["lr"]), entry["num_steps"], jax.random.key(1),
-                              eval_every=entry["eval_every"])
-    np.testing.assert_allclose(adam["final_valid_loss"][0], float(curve.valid_loss[-1]), rtol=1e-4)
+    label = results["lopts"][0]["label"]
+    wins = {"zero_tune": {"train": 0, "valid": 0}, "tuned": {"train": 0, "valid": 0}}
+    for e in results["tasks"].values():
+        runs = e["learned"][label]
+        for m in protocol.METRICS:
+            best = min(e["baselines"], key=lambda n: e["baselines"][n][m][f"{m}_mean"])
+            assert e["best"][m] == best
+            ref = e["baselines"][best][m][f"{m}_mean"]
+            for p, mine in (("zero_tune", runs["zero_tune"][f"{m}_mean"]), ("tuned", runs["tuned"][m][f"{m}_mean"])):
+                v = runs["verdicts"][p][m]
+                assert v["win"] == (mine < ref) and v["within_5pct"] == (mine <= 1.05 * ref)
+                wins[p][m] += v["win"]
+        assert runs["tuned"]["train"]["hparams"]["multiplier"] in MULTIPLIERS
+    for p in wins:
+        assert results["summary"][label][p]["train_wins"] == wins[p]["train"]
+        assert results["summary"][label][p]["valid_wins"] == wins[p]["valid"]
 
 
-def test_chosen_lr_is_tuning_argmin(run):
-    results, _ = run
-    for entry in results["tasks"].values():
-        for name, grid in ev.GRIDS.items():
-            o = entry["optimizers"][name]
-            assert o["tuning"]["lrs"] == list(grid) and o["lr"] in grid
-            losses = [math.inf if v is None else v for v in o["tuning"]["final_valid_loss"]]
-            assert o["lr"] == grid[int(np.argmin(losses))]
+def test_summary_of_failures_and_speedup():
+    zero = {"nonfinite": 1, "above_initial": 0, "seeds": [1, 2], "train_mean": None}
+    tuned = {m: {"nonfinite": 0, "above_initial": 1, "seeds": [1, 2]} for m in protocol.METRICS}
+    v = {"train": {"win": False, "within_5pct": False}, "valid": {"win": True, "within_5pct": True},
+         "speedup": {"status": "reached", "value": 2.0}}
+    results = {"lopts": [{"label": "x"}], "tasks": {"t": {"learned": {"x": {
+        "zero_tune": zero, "tuned": tuned, "verdicts": {"zero_tune": v, "tuned": v}}}}}}
+    s = ev.summarize(results)["x"]
+    assert (s["zero_tune"]["nonfinite_runs"], s["zero_tune"]["runs"], s["zero_tune"]["valid_wins"]) == (1, 2, 1)
+    assert (s["tuned"]["above_initial_runs"], s["tuned"]["runs"], s["tuned"]["speedup_median"]) == (2, 4, 2.0)
 
 
-def test_markdown_table(run):
+def test_summary_statistics_of_runs():
+    c = runner.Curves(train=np.array([[2.0, 1.0, 0.5], [2.0, 1.0, 2.5], [2.0, np.nan, 0.5]]),
+                      valid=np.array([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0], [3.0, 2.0, 1.0]]))
+    s = protocol.summary(c, {"learning_rate": 0.1}, [1, 2, 3])
+    assert (s["nonfinite"], s["above_initial"]) == (1, 1)
+    assert s["train_mean"] == pytest.approx(7 / 6) and s["valid_mean"] == pytest.approx(1.0)
+    assert s["train_curve"]["mean"][1] == pytest.approx(1.0) and s["train_curve"]["max"][2] == 2.5
+
+
+def test_quick_subset_and_task_selection(lopt_file, tmp_path):
+    assert [t.label for t in SUITE.select(quick=True)] == ["iris_mlp"]
+    assert [t.label for t in SUITE.select(["digits_mup"])] == ["digits_mup"]
+    with pytest.raises(ev.EvaluateError, match=r"unknown tasks \['nope'\]"):
+        ev.evaluate(SUITE, [lopt_file], tasks=["nope"], out_dir=tmp_path)
+
+
+def test_baselines_from_reuses_the_tuned_baselines_exactly(run, lopt_file, tmp_path):
     results, out = run
-    md = (out / "results.md").read_text()
-    assert md == ev.markdown(results)
-    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| task")]
-    assert len(rows) == len(results["tasks"])
-    for row, label in zip(rows, results["tasks"]):
-        assert row.startswith(f"| {label} |") and row.count("**") == 2
-    assert "Command:" in md
+    again = ev.evaluate(SUITE, [lopt_file], seeds=SEEDS, out_dir=tmp_path, lrs=LRS, multipliers=MULTIPLIERS,
+                        baselines_from=out, plots=False, ledger_path=None)
+    for label, e in results["tasks"].items():
+        assert again["tasks"][label]["baselines"] == e["baselines"]
+        assert again["tasks"][label]["learned"] == e["learned"]
+    assert again["summary"] == results["summary"]
 
 
-def test_grids_and_suites():
-    assert ev.GRIDS["adam"] == ev.GRIDS["adamw"] == (1e-4, 3.16e-4, 1e-3, 3.16e-3, 0.01, 0.0316, 0.1, 0.316, 1.0)
-    assert (ev.GRIDS["sgd"][0], ev.GRIDS["sgd"][-1], len(ev.GRIDS["sgd"])) == (1e-3, 10.0, 9)
-    assert (ev.GRIDS["lion"][0], ev.GRIDS["lion"][-1], len(ev.GRIDS["lion"])) == (1e-5, 0.1, 9)
-    assert list(ev.GRIDS) == list(ev.BASELINES) == ["adam", "adamw", "sgd", "lion"]
-    assert {"quick", "fmnist_mlp", "conv", "lm", "digits", "heldout", "width_mup", "width_sp"} <= set(ev.SUITES)
-    for tasks in ev.SUITES.values():
-        assert len({t.label for t in tasks}) == len(tasks)
-        for t in tasks:
-            t.spec()  # validated settings; the data loads in `make`
-            hash(t)
+def test_baselines_from_refuses_what_would_not_compare(run, lopt_file, tmp_path, capsys):
+    _, out = run
+    kw = dict(seeds=SEEDS, out_dir=tmp_path / "o", lrs=LRS, multipliers=MULTIPLIERS, ledger_path=None)
+    with pytest.raises(ev.reuse.BaselineReuseError, match="eval_seeds"):
+        ev.evaluate(SUITE, [lopt_file], **{**kw, "seeds": 1}, baselines_from=out)
+    with pytest.raises(ev.reuse.BaselineReuseError, match="grids"):
+        ev.evaluate(SUITE, [lopt_file], **{**kw, "lrs": {**LRS, "sgd": [0.3]}}, baselines_from=out)
+    longer = suites.Suite("tiny", (_iris(steps=40),))
+    with pytest.raises(ev.reuse.BaselineReuseError, match="'iris_mlp' differs"):
+        ev.evaluate(longer, [lopt_file], **kw, baselines_from=out)
+    stored = json.loads((out / "results.json").read_text())
+    del stored["tasks"]["digits_mup"]
+    (tmp_path / "partial.json").write_text(json.dumps(stored))
+    with pytest.raises(ev.reuse.BaselineReuseError, match="no task 'digits_mup'"):
+        ev.evaluate(SUITE, [lopt_file], **kw, baselines_from=tmp_path / "partial.json")
+    (tmp_path / "corrupt.json").write_text('{"tasks": ')
+    assert ev.main(["--suite", "dev", "--lopt", lopt_file, "--baselines_from", str(tmp_path / "corrupt.json"),
+                    "--out", str(tmp_path / "o2")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 
 
-def test_with_steps_keeps_points():
-    t = ev.SuiteTask("t", "mlp", {"dataset": "digits"}, 200, 50)
-    assert t.kwargs == (("dataset", "digits"),)
-    assert (t.with_steps(20).num_steps, t.with_steps(20).eval_every) == (20, 5)
-    assert t.with_steps(7).eval_every == 7
-    with pytest.raises(ValueError, match="multiple"):
-        ev.SuiteTask("t", "mlp", {}, 100, 30)
+def test_a_test_suite_run_is_logged_and_a_foreign_ledger_refused(lopt_file, tmp_path):
+    book = tmp_path / "ledger.md"
+    suite = dataclasses.replace(TEST_SUITE, tasks=(_iris(),), quick=())
+    kw = dict(seeds=1, lrs={"adam": [1e-2]}, baselines=["adam"], multipliers=[1.0], plots=False)
+    ev.evaluate(suite, [lopt_file], out_dir=tmp_path / "a", ledger_path=book, command="first", **kw)
+    ev.evaluate(suite, [lopt_file], out_dir=tmp_path / "b", ledger_path=book, command="second", **kw)
+    rows = [r for r in book.read_text().splitlines() if r.startswith("| 20")]
+    assert len(rows) == 2 and "`first`" in rows[0] and "`second`" in rows[1]
+    digest = lopt.load_theta(lopt_file)[2]["sha256"][:12]
+    assert f"adam ({digest})" in rows[0] and str(tmp_path / "a") in rows[0]
+    foreign = tmp_path / "notes.md"
+    foreign.write_text("my notes\n")
+    with pytest.raises(ledger.LedgerError, match="not a test-suite ledger"):
+        ev.evaluate(suite, [lopt_file], out_dir=tmp_path / "c", ledger_path=foreign, **kw)
+    assert foreign.read_text() == "my notes\n" and not (tmp_path / "c").exists()
 
 
-def test_unknown_suite(lopt_file, tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown suite 'nope'.*quick"):
-        ev.evaluate(str(lopt_file), "nope", 1, tmp_path)
-    assert ev.main(["--lopt", str(lopt_file), "--suite", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown suite 'nope'" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("kwargs, match", [({"seeds": 0}, "seeds"), ({"seeds": 1, "steps": 0}, "steps")])
-def test_bad_numbers(lopt_file, tmp_path, kwargs, match):
+@pytest.mark.parametrize("kwargs, match", [
+    ({"seeds": 0}, "seeds must be a positive integer"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"baselines": ["adam", "rmsprop"]}, r"unknown baselines \['rmsprop'\]"),
+    ({"lrs": {"adam": []}}, "must be non-empty"),
+    ({"lrs": {"adam": [1e-3, -1.0]}}, "finite and positive"),
+    ({"multipliers": [0.0]}, "finite and positive"),
+    ({"lrs": {"lion": [1e-3]}, "baselines": ["adam"]}, "baselines not run"),
+])
+def test_bad_settings(lopt_file, tmp_path, kwargs, match):
     with pytest.raises(ev.EvaluateError, match=match):
-        ev.evaluate(str(lopt_file), "digits", out_dir=tmp_path, **kwargs)
+        ev.evaluate("dev", [lopt_file], out_dir=tmp_path / "o", **kwargs)
+    assert not (tmp_path / "o").exists()
 
 
-def test_bad_input_from_main(lopt_file, tmp_path, capsys):
-    assert ev.main(["--lopt", str(lopt_file), "--suite", "digits", "--seeds", "0", "--out", str(tmp_path)]) == 2
-    assert "seeds must be a positive integer" in capsys.readouterr().err
-    bad_task = (ev.SuiteTask("wide", "mlp", {"dataset": "digits", "width": -1}, 10, 10),)
-    with pytest.raises(ev.EvaluateError, match="suite task 'wide': width must be positive"):
-        ev.evaluate(str(lopt_file), bad_task, 1, tmp_path)
-
-
-def test_bad_lopt_file(tmp_path, capsys):
+def test_bad_input_from_the_command_line(lopt_file, tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "o")
+    assert ev.main(["--suite", "nope", "--lopt", lopt_file, "--out", out]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+    assert ev.main(["--suite", "dev", "--lopt", str(tmp_path / "missing.safetensors"), "--out", out]) == 2
+    assert "no learned-optimizer file" in capsys.readouterr().err
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x07garbage, not a safetensors file" * 4)
-    with pytest.raises(lopt.LoptFileError, match="corrupted"):
-        ev.evaluate(str(bad), "digits", 1, tmp_path / "out")
-    assert ev.main(["--lopt", str(bad), "--suite", "digits", "--out", str(tmp_path / "out")]) == 2
+    assert ev.main(["--suite", "dev", "--lopt", f"{lopt_file},{bad}", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "corrupted" in err and "Traceback" not in err
-    assert ev.main(["--lopt", str(tmp_path / "missing"), "--suite", "digits"]) == 2
-    assert "no learned-optimizer file" in capsys.readouterr().err
+    monkeypatch.setenv("LOPT_USER_TEXT_DIR", str(tmp_path / "empty"))
+    assert ev.main(["--suite", "dev", "--tasks", "licenses_transformer_w64_d2", "--lopt", lopt_file,
+                    "--out", out]) == 2
+    assert "corpus not found" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
-@pytest.fixture(scope="module")
-def train_run(lopt_file, tasks, tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval_train")
-    return ev.evaluate(str(lopt_file), tasks[:1], seeds=SEEDS, out_dir=out, metric="train", baselines=["adam"]), out
+def test_dev_and_test_suites_meet_the_protocol():
+    dev, test = suites.SUITES["dev"], suites.SUITES["test"]
+    assert not {t.pair for t in dev.tasks} & {t.pair for t in test.tasks}
+    assert {m for _, m in (t.pair for t in test.tasks)} - {m for _, m in (t.pair for t in dev.tasks)}
+    for s in (dev, test):
+        pairs = {t.pair: t for t in s.tasks}
+        assert any(d == "fashion_mnist" and t.num_steps >= 5000 and m in ("mlp", "resmlp") for (d, m), t in pairs.items())
+        assert any(m in ("conv", "convnorm") and t.num_steps >= 2000 for (d, m), t in pairs.items())
+        assert any(m == "lm" and t.num_steps >= 2000 and d in ("licenses", "perl") for (d, m), t in pairs.items())
+        models = {m for _, m in pairs}
+        assert {"resmlp", "gru", "ae"} <= models
+        kinds = {t.spec.kind for t in s.tasks}
+        assert {"classification", "regression"} <= kinds
+        assert any(t.spec.dataset in inner_tasks.HELDOUT_DATASETS for t in s.tasks)
+    assert test.ledger and not dev.ledger and dev.quick
+    for s in suites.SUITES.values():
+        for t in s.tasks:
+            hash(t)
+            json.dumps(t.fingerprint())
 
 
-def test_train_metric_tunes_on_training_loss_and_records_both(train_run, lopt_file):
-    results, _ = train_run
-    assert results["metric"] == "train" and results["baselines"] == ["adam"]
-    entry = next(iter(results["tasks"].values()))
-    assert set(entry["optimizers"]) == {"learned", "adam"}
-    adam = entry["optimizers"]["adam"]
-    losses = [math.inf if v is None else v for v in adam["tuning"]["final_train_loss"]]
-    assert adam["lr"] == ev.GRIDS["adam"][int(np.argmin(losses))]
-    assert adam["mean"] == adam["train_mean"] == pytest.approx(np.mean(adam["final_train_loss"]), rel=1e-6)
-    task = inner_tasks.get_task(entry["task"], **entry["kwargs"])
-    curve = inner_tasks.train(task, optax.adam(adam["lr"]), entry["num_steps"], jax.random.key(1),
-                              eval_every=entry["eval_every"])
-    last = curve.train_loss[-entry["eval_every"]:].mean()  # the last interval's mean minibatch loss
-    np.testing.assert_allclose(adam["final_train_loss"][0], float(last), rtol=1e-4)
-    np.testing.assert_allclose(adam["final_valid_loss"][0], float(curve.valid_loss[-1]), rtol=1e-4)
-    assert len(adam["train_curve_mean"]) == len(entry["steps"]) - 1
+def test_with_steps_and_task_checks():
+    t = _iris(steps=200, points=25)
+    assert (t.with_steps(20).num_steps, t.with_steps(20).points) == (20, 20)
+    assert t.with_steps(7).points == 7 and t.with_steps(1000).eval_every == 40
+    with pytest.raises(ValueError, match="multiple"):
+        _iris(steps=30, points=4)
+    with pytest.raises(TypeError, match="TaskSpec"):
+        EvalTask("x", {"model": "mlp"}, 10)
 
 
-def test_summary_counts_wins_and_divergences(train_run):
-    results, out = train_run
-    entry = next(iter(results["tasks"].values()))
-    learned, adam = entry["optimizers"]["learned"]["mean"], entry["optimizers"]["adam"]["mean"]
-    assert results["summary"]["learned_beats"] == {"adam": {"tasks": 1, "learned_lower": int(learned < adam)}}
-    assert results["summary"]["runs_per_optimizer"] == SEEDS
-    assert results["summary"]["learned_diverged_runs"] == entry["optimizers"]["learned"]["diverged"]
-    assert "lower than per-task-tuned adam on" in (out / "results.md").read_text()
-
-
-def test_divergence_rule():
-    valid = np.array([[2.0, 1.0, 0.5], [2.0, 1.0, 2.5], [2.0, np.nan, 0.5]])
-    train = np.array([[1.0, 0.5], [1.0, 0.5], [1.0, 0.5]])
-    assert ev._diverged(valid, train).tolist() == [False, True, True]
-    assert ev._diverged(valid[:1], np.array([[1.0, np.inf]])).tolist() == [True]
-
-
-@pytest.mark.parametrize("kwargs, match", [({"metric": "median"}, "unknown metric"),
-                                           ({"baselines": ["adam", "rmsprop"]}, r"unknown baselines \['rmsprop'\]")])
-def test_bad_metric_or_baseline(lopt_file, tmp_path, kwargs, match):
-    with pytest.raises(ev.EvaluateError, match=match):
-        ev.evaluate(str(lopt_file), "digits", 1, tmp_path, **kwargs)
+def test_baseline_table():
+    assert list(bl.BASELINES) == ["adam", "adam_cos", "adamw", "adamw_cos", "sgd", "lion"]
+    assert bl.ADAM_LRS == (1e-4, 3.16e-4, 1e-3, 3.16e-3, 0.01, 0.0316, 0.1)
+    assert bl.BASELINES["adamw"].weight_decays == (1e-4, 1e-2, 1e-1)
+    assert len(bl.LEARNED_MULTIPLIERS) == len(bl.ADAM_LRS) and 1.0 in bl.LEARNED_MULTIPLIERS
+    hp = jnp.asarray([1e-2, 0.0, 0.0])
+    params = {"w": jnp.ones(3)}
+    g = {"w": jnp.asarray([1.0, -2.0, 3.0])}
+    ours = bl.BASELINES["adam"].make(hp, 10)
+    u1, _ = ours.update(g, ours.init(params), params)
+    u2, _ = optax.adam(1e-2).update(g, optax.adam(1e-2).init(params), params)
+    np.testing.assert_array_equal(u1["w"], u2["w"])

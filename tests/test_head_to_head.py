@@ -8,7 +8,6 @@ import pytest
 from benchmarks import head_to_head as h2h
 from configs import quick
 from configs.build import build
-from evaluation import evaluate
 
 
 def test_num_steps_fill_the_budget_and_one_more_would_not():
@@ -68,11 +67,11 @@ def test_every_recipe_builds_at_the_calibration_and_minimum_lengths(recipe):
 
 
 def _results(learned: list, adam: list) -> dict:
-    opt = lambda mean: {"mean": mean, "lr": None, "diverged": 0 if mean is not None else 3}
-    tasks = {f"task{i}": {"optimizers": {"learned": opt(lo), "adam": opt(ad) | {"lr": 3e-3}}}
+    run = lambda mean: {"valid_mean": mean, "nonfinite": 0 if mean is not None else 3, "seeds": [1, 2, 3]}
+    tasks = {f"task{i}": {"learned": {"x": {"zero_tune": run(lo)}},
+                          "baselines": {"adam": {"valid": run(ad) | {"hparams": {"learning_rate": 3e-3}}}}}
              for i, (lo, ad) in enumerate(zip(learned, adam))}
-    results = {"tasks": tasks, "baselines": ["adam"], "seeds": 3, "metric": "valid"}
-    return results | {"summary": evaluate.summarize(results)}
+    return {"tasks": tasks, "baselines": ["adam"], "lopts": [{"label": "x"}]}
 
 
 def test_suite_score_ratios_geometric_mean_and_wins():

@@ -10,9 +10,10 @@ import pytest
 from tensorboardX import SummaryWriter
 
 import lopt
+import inner_tasks
 from evaluation import evaluate as ev
-from evaluation import report
-from evaluation.suites import SuiteTask
+from evaluation import report, suites
+from evaluation.tasks import EvalTask
 
 
 
@@ -54,16 +55,21 @@ def test_scalars_sorted_and_missing_tag(workdir):
 def width_results(tmp_path_factory):
     arch = lopt.MuLO(hidden_size=4)
     path = lopt.save(tmp_path_factory.mktemp("lo") / "tiny.safetensors", arch, arch.init(jax.random.key(0)))
-    suite = [SuiteTask(f"w{w}", "mlp", dict(dataset="digits", width=w, depth=1), 10, 5) for w in (8, 16)]
+    suite = suites.Suite("width", tuple(EvalTask(f"w{w}", inner_tasks.get_spec("mlp", dataset="digits", width=w,
+                                                                              depth=1), 10, points=2)
+                                        for w in (8, 16)))
     out = tmp_path_factory.mktemp("width")
-    ev.evaluate(str(path), suite, 1, out, metric="train", baselines=())
-    return out
+    ev.evaluate(suite, [str(path)], seeds=1, out_dir=out, baselines=[], multipliers=[1.0], ledger_path=None)
+    with_adam = tmp_path_factory.mktemp("width_adam")
+    ev.evaluate(suite, [str(path)], seeds=1, out_dir=with_adam, baselines=["adam"], lrs={"adam": [1e-2]},
+                multipliers=[1.0], ledger_path=None)
+    return out, with_adam
 
 
 def test_card_ships_the_same_theta_with_provenance_and_a_card(workdir, width_results, tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_text("Hand-written findings.")
-    shipped = report.card("tiny_lo", str(workdir), "configs/tiny.py", [str(width_results)], str(notes),
+    shipped = report.card("tiny_lo", str(workdir), "configs/tiny.py", [str(width_results[0])], str(notes),
                           out_dir=tmp_path / "pretrained")
     arch, theta, header = lopt.load_theta(shipped)
     arch0, theta0, header0 = lopt.load_theta(workdir / "lopt.safetensors")
@@ -75,12 +81,22 @@ def test_card_ships_the_same_theta_with_provenance_and_a_card(workdir, width_res
     assert md.startswith("# `tiny_lo`") and 'lopt.load("tiny_lo"' in md and "Hand-written findings." in md
     assert "| w8 |" in md and "| w16 |" in md and "100 meta-steps" in md
     assert (tmp_path / "pretrained" / "tiny_lo_curve.png").stat().st_size > 0
+    # the results sections are rewritten from other results, the rest of the card kept
+    report.replace_results("tiny_lo", [str(width_results[1])], out_dir=tmp_path / "pretrained")
+    new = (tmp_path / "pretrained" / "tiny_lo.md").read_text()
+    assert new.count("## Results: ") == 1 and "Hand-written findings." in new and new.endswith(md[md.index("## Config"):])
+    assert "best baseline" in new and "tiny zero-tune" in new and "![learning curves on width](tiny_lo_width_curves.png)" in new
+    for png in ("tiny_lo_width_curves.png", "tiny_lo_width_summary.png"):
+        assert (tmp_path / "pretrained" / png).stat().st_size > 0
+    with pytest.raises(ValueError, match="no model card"):
+        report.replace_results("nope", [str(width_results[1])], out_dir=tmp_path / "pretrained")
 
 
 def test_width_figure_and_errors(width_results, tmp_path, capsys):
     png = tmp_path / "w.png"
-    assert report.main(["width", "--results", str(width_results), "--out", str(png)]) == 0
+    assert report.main(["width", "--results", str(width_results[0]), "--results", str(width_results[1]),
+                        "--out", str(png)]) == 0
     assert png.stat().st_size > 0
-    assert json.loads((width_results / "results.json").read_text())["baselines"] == []
+    assert json.loads((width_results[0] / "results.json").read_text())["baselines"] == []
     assert report.main(["width", "--results", str(tmp_path / "none"), "--out", str(png)]) == 2
     assert "no results.json" in capsys.readouterr().err
