@@ -4,11 +4,18 @@ optimizer with `optimizer_for`, so a task states its parametrization in one plac
 
 | module | what |
 |---|---|
-| `evaluation.suites` | `SUITES`: fixed lists of inner tasks (`SuiteTask`) with their step counts |
-| `evaluation.evaluate` | `python -m evaluation.evaluate`: a learned optimizer against tuned optax baselines |
+| `evaluation.evaluate` | `python -m evaluation.evaluate --suite NAME --lopt A[,B…]`: learned optimizers against the baselines users run, tuned per task, zero-tune and with equal tuning |
+| `evaluation.suites` | `SUITES`: the suites as data (`dev` for choosing, `test` for confirming, the project's own models) |
+| `evaluation.tasks` | `EvalTask`: the one task type (any `inner_tasks.TaskSpec`, a horizon, evaluation points) |
+| `evaluation.baselines` | `BASELINES`: Adam and AdamW (constant and warmup + cosine), SGD-momentum, Lion, and their grids |
+| `evaluation.runner` | the one runner: a grid of runs vmapped in one compiled program, losses on fixed samples |
+| `evaluation.protocol` | tuning per metric, the two protocols, the verdicts (wins, speed-up, failures) |
+| `evaluation.tables`, `evaluation.plots` | results.md and the figures |
+| `evaluation.reuse`, `evaluation.ledger` | tuned baselines reused by task fingerprint; the `test` suite's ledger |
+| `evaluation.user_tasks`, `evaluation.user_data` | flax default-init models as users write them (MLP, residual LayerNorm MLP, convnets, GRU, autoencoder, transformer LM) on offline data meta-training never reads |
+| `evaluation.speedup` | VeLO's speed-up metric |
 | `evaluation.heldout` | `Evaluator`: held-out tasks during meta-training, logged to TensorBoard |
-| `evaluation.user_models` | `python -m evaluation.user_models`: flax default-init models as users write them (`evaluation.user_tasks`: MLPs to width 1024 and depth 8, a convnet, a transformer LM) on sklearn's bundled datasets, Fashion-MNIST 28×28 and licence texts, against tuned Adam, AdamW, SGD-momentum and Lion |
-| `evaluation.in_family` | `python -m evaluation.in_family`: variants of a learned optimizer on fresh draws of a meta-training recipe's own family (where a design constant may be chosen; the user-model suite is held out) |
+| `evaluation.in_family` | `python -m evaluation.in_family`: variants of a learned optimizer on fresh draws of a meta-training recipe's own family |
 | `evaluation.report` | `python -m evaluation.report`: model cards and figures for shipped optimizers |
 
 `optimizer_for` lives here and `Evaluator` is re-exported from `evaluation.heldout` on first use

@@ -16,7 +16,8 @@ loss. Wins are counted separately for training and validation loss.
 Outputs in `--out` (default runs/eval/<suite>[_quick]): results.json, results.md, and with plots
 one PNG of learning curves per task and summary.png (win rates and speed-ups). A run of the
 `test` suite appends a row to evaluation/test_ledger.md (`evaluation.ledger`). `--lopt ""` runs
-the baselines alone (for `--baselines_from` later). Bad input (an unknown suite, task, baseline
+the baselines alone (for `--baselines_from` later). results.json is rewritten after every task, and
+`--resume` continues an interrupted run in the same `--out`. Bad input (an unknown suite, task, baseline
 or file; mismatched cached baselines; missing data; an empty or non-positive grid) is one
 `error:` line and exit status 2, before anything compiles or is written.
 """
@@ -94,6 +95,7 @@ def _write_atomic(path: pathlib.Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the result private
     os.replace(tmp, path)
 
 
@@ -102,11 +104,14 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
              baselines: Sequence[str] | None = None, baselines_from: str | os.PathLike | None = None,
              lrs: Mapping[str, Sequence[float]] | None = None,
              multipliers: Sequence[float] = bl.LEARNED_MULTIPLIERS, plots: bool = True,
-             ledger_path: str | os.PathLike | None = ledger.LEDGER, command: str | None = None) -> dict:
+             ledger_path: str | os.PathLike | None = ledger.LEDGER, command: str | None = None,
+             resume: bool = False) -> dict:
     """Runs the protocol on a suite and writes the outputs (module docstring); returns results.json's dict.
 
     `lrs` replaces baselines' learning-rate grids ({name: grid}); `multipliers` is the learned
-    optimizers' grid under equal tuning; `ledger_path` is where a `test` run is logged."""
+    optimizers' grid under equal tuning; `ledger_path` is where a `test` run is logged. results.json
+    is rewritten after every task; `resume` keeps the tasks an interrupted run of the same
+    evaluation (same header, learned optimizers, baselines and task fingerprints) already finished."""
     t0 = time.time()
     try:
         the_suite = suite if isinstance(suite, suites.Suite) else suites.get(suite)
@@ -139,6 +144,7 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     if the_suite.ledger and ledger_path is not None:
         ledger.check(ledger_path)
     out = pathlib.Path(out_dir or f"runs/eval/{the_suite.name}{'_quick' if quick else ''}")
+    done = _finished(out, header, learned, chosen, multipliers, todo) if resume else {}
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         **header, "suite": the_suite.name, "quick": quick, "seeds": seeds,
@@ -154,7 +160,12 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     bar = tqdm.tqdm(total=len(todo) * per_task, desc="runs", unit="run")
     for et in todo:
         bar.set_postfix_str(et.label)
+        if et.label in done:
+            results["tasks"][et.label] = done[et.label]
+            bar.update(per_task)
+            continue
         results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update)
+        _write_atomic(out / "results.json", json.dumps(dict(results, partial=True), indent=1, allow_nan=False))
     bar.close()
     results["summary"] = summarize(results)
     results["wall_s"] = round(time.time() - t0, 1)
@@ -167,6 +178,22 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     if the_suite.ledger and ledger_path is not None:
         ledger.append(ledger_path, _ledger_row(results, out))
     return results
+
+
+def _finished(out: pathlib.Path, header: dict, learned: list[dict], chosen: list[bl.Baseline],
+              multipliers: Sequence[float], todo: Sequence[EvalTask]) -> dict[str, dict]:
+    """The tasks an earlier run of this same evaluation in `out` finished (nothing if it differs)."""
+    if not (out / "results.json").is_file():
+        return {}
+    stored = reuse.read(out)
+    same = all(stored[k] == header[k] for k in reuse.HEADER_KEYS) and stored["baselines"] == [b.name for b in chosen] \
+        and stored.get("multipliers") == list(multipliers) \
+        and [(o["label"], o["digest"]) for o in stored.get("lopts", [])] == [(o["label"], o["digest"]) for o in learned]
+    if not same:
+        raise EvaluateError(f"--resume: {out} holds another evaluation (other learned optimizers, baselines, grids "
+                            "or seeds); use another --out")
+    fingerprints = {t.label: t.fingerprint() for t in todo}
+    return {label: e for label, e in stored["tasks"].items() if fingerprints.get(label) == e.get("fingerprint")}
 
 
 def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipliers: Sequence[float],
@@ -248,13 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="an earlier run's directory: reuse its tuned baselines, run only the learned optimizers")
     ap.add_argument("--out", default=None, help="output directory (default runs/eval/<suite>[_quick])")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the tasks an interrupted run of the same evaluation in --out finished")
     args = ap.parse_args(argv)
     command = "python -m evaluation.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
     split = lambda s: [x for x in s.split(",") if x]
     return run_cli(lambda: evaluate(args.suite, split(args.lopt), seeds=args.seeds, out_dir=args.out,
                                     tasks=split(args.tasks), quick=args.quick, steps=args.steps,
                                     baselines=split(args.baselines), baselines_from=args.baselines_from,
-                                    plots=not args.no_plots, command=command))
+                                    plots=not args.no_plots, command=command, resume=args.resume))
 
 
 def run_cli(job: Callable[[], dict]) -> int:

@@ -1,7 +1,7 @@
 """Learned-optimizer variants compared on fresh draws of a meta-training recipe's own task family.
 
-Where the user-model suite (`evaluation.user_models`) is held-out data and must not pick a design
-constant, this compares variants on the distribution meta-training sees: `num_tasks` tasks drawn
+Where the evaluation suites (`evaluation.evaluate`) should not pick a design constant (`test` never;
+`dev` only as the design suite), this compares variants on the distribution meta-training sees: `num_tasks` tasks drawn
 from the recipe's family with a key no run uses, each trained `steps` steps from 2 initializations
 per variant, scored by final/initial validation loss (8 validation batches; a non-finite end
 scores 100). The variants of one architecture are stacked and vmapped, so each task compiles once.

@@ -55,4 +55,5 @@ def append(path: str | os.PathLike, row: Mapping[str, str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the result private
     os.replace(tmp, path)

@@ -228,6 +228,22 @@ def test_baselines_from_refuses_what_would_not_compare(run, lopt_file, tmp_path,
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 
 
+def test_resume_keeps_finished_tasks_and_refuses_another_evaluation(run, lopt_file, tmp_path):
+    results, out = run
+    stored = json.loads((out / "results.json").read_text())
+    del stored["tasks"]["digits_mup"]
+    stored["tasks"]["iris_mlp"]["wall_s"] = -1.0  # marks the entry: a rerun would overwrite it
+    (tmp_path / "results.json").write_text(json.dumps(dict(stored, partial=True)))
+    kw = dict(seeds=SEEDS, out_dir=tmp_path, lrs=LRS, multipliers=MULTIPLIERS, plots=False, ledger_path=None)
+    again = ev.evaluate(SUITE, [lopt_file], resume=True, **kw)
+    assert again["tasks"]["iris_mlp"]["wall_s"] == -1.0
+    for key in ("baselines", "learned"):
+        assert again["tasks"]["digits_mup"][key] == results["tasks"]["digits_mup"][key]
+    assert "partial" not in json.loads((tmp_path / "results.json").read_text())
+    with pytest.raises(ev.EvaluateError, match="holds another evaluation"):
+        ev.evaluate(SUITE, [lopt_file], resume=True, **{**kw, "multipliers": [1.0]})
+
+
 def test_a_test_suite_run_is_logged_and_a_foreign_ledger_refused(lopt_file, tmp_path):
     book = tmp_path / "ledger.md"
     suite = dataclasses.replace(TEST_SUITE, tasks=(_iris(),), quick=())
@@ -272,7 +288,7 @@ def test_bad_input_from_the_command_line(lopt_file, tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "corrupted" in err and "Traceback" not in err
     monkeypatch.setenv("LOPT_USER_TEXT_DIR", str(tmp_path / "empty"))
-    assert ev.main(["--suite", "dev", "--tasks", "licenses_transformer_w64_d2", "--lopt", lopt_file,
+    assert ev.main(["--suite", "dev", "--tasks", "licenses_transformer_w32_d2", "--lopt", lopt_file,
                     "--out", out]) == 2
     assert "corpus not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
