@@ -167,7 +167,7 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
         results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update)
         _write_atomic(out / "results.json", json.dumps(dict(results, partial=True), indent=1, allow_nan=False))
     bar.close()
-    results["summary"] = summarize(results)
+    results["summary"] = protocol.summarize(results)
     results["wall_s"] = round(time.time() - t0, 1)
     from evaluation import plots as plotting, tables  # matplotlib only where outputs are written
     _write_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))
@@ -214,40 +214,6 @@ def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipli
         entry["learned"][o["label"]] = runs
     entry["wall_s"] = round(time.time() - start, 1)
     return entry
-
-
-def summarize(results: dict) -> dict[str, Any]:
-    """Per learned optimizer and protocol: wins per metric (and within 5% on validation), the
-    median speed-up, diverged runs and runs that ended above their initial loss."""
-    tasks = list(results["tasks"].values())
-    out: dict[str, Any] = {}
-    for o in results["lopts"]:
-        label = o["label"]
-        per: dict[str, Any] = {}
-        for p in ("zero_tune", "tuned"):
-            verdicts = [t["learned"][label]["verdicts"][p] for t in tasks if t["learned"][label]["verdicts"]]
-            runs = [t["learned"][label]["zero_tune"] if p == "zero_tune" else t["learned"][label]["tuned"][m]
-                    for t in tasks for m in (("train",) if p == "zero_tune" else protocol.METRICS)]
-            s: dict[str, Any] = {"tasks": len(verdicts)}
-            for m in protocol.METRICS:
-                s[f"{m}_wins"] = sum(v[m]["win"] for v in verdicts)
-                s[f"{m}_within_5pct"] = sum(v[m]["within_5pct"] for v in verdicts)
-            ups = [speedup_number(v["speedup"]) for v in verdicts if v["speedup"]
-                   and v["speedup"]["status"] != "learned_diverged"]
-            median = float(np.median(ups)) if ups else None
-            s["speedup_median"] = median if median is None or np.isfinite(median) else None
-            s["speedup_median_never_reached"] = median == float("inf")
-            s["speedup_tasks"] = len(ups)
-            s["nonfinite_runs"] = sum(r["nonfinite"] for r in runs)
-            s["above_initial_runs"] = sum(r["above_initial"] for r in runs)
-            s["runs"] = sum(len(r["seeds"]) for r in runs)
-            per[p] = s
-        out[label] = per
-    return out
-
-
-def speedup_number(s: dict) -> float:
-    return float("inf") if s["status"] == "never_reached" else s["value"]
 
 
 def _ledger_row(results: dict, out: pathlib.Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ import re
 import matplotlib
 import numpy as np
 
-from evaluation.protocol import METRIC_NAMES, METRICS
+from evaluation.protocol import METRIC_NAMES, METRICS, summarize
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -18,8 +18,11 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
 
 
+FLOOR = 1e-9  # losses that reach exactly 0 (a memorized small dataset) are drawn here on the log axis
+
+
 def _nan(xs) -> np.ndarray:
-    return np.asarray([np.nan if x is None else x for x in xs], np.float64)
+    return np.asarray([np.nan if x is None else max(x, FLOOR) for x in xs], np.float64)
 
 
 def _band(ax, steps, o: dict, m: str, label: str, **style) -> None:
@@ -53,10 +56,12 @@ def _task_panels(axes, label: str, entry: dict, only: str | None = None) -> None
             o = entry["baselines"][n][m]
             hp = ", ".join(f"{k[:2]} {v:.2g}" for k, v in o["hparams"].items())
             _band(ax, steps, o, m, f"{n} ({hp}){' best' if n == entry['best'][m] else ''}", ls=":")
-        first = [_nan(o[f"{m}_curve"]["mean"])[0] for o in _all(entry, m)]
-        if np.isfinite(first).any():
-            ax.set_ylim(top=1.3 * np.nanmax(first))
+        curves = [_nan(o[f"{m}_curve"]["mean"]) for o in _all(entry, m)]
+        first = np.asarray([c[0] for c in curves])
         ax.set_yscale("log")
+        if np.isfinite(first).any():
+            low = np.nanmin([np.nanmin(c) if np.isfinite(c).any() else np.nan for c in curves])
+            ax.set_ylim(0.8 * low, 1.3 * np.nanmax(first))
         ax.set(title=f"{label}: {METRIC_NAMES[m]}", xlabel="step")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=6)
@@ -92,9 +97,10 @@ def summary_figure(results: dict, path: pathlib.Path, only: str | None = None) -
     labels = [o["label"] for o in results["lopts"] if only is None or o["label"] == only]
     if not labels or not results["baselines"]:
         return
+    summary = results.get("summary") or summarize(results)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     bars = [(l, p, m) for l in labels for p in ("zero_tune", "tuned") for m in METRICS]
-    rates = [results["summary"][l][p][f"{m}_wins"] / max(results["summary"][l][p]["tasks"], 1) for l, p, m in bars]
+    rates = [summary[l][p][f"{m}_wins"] / max(summary[l][p]["tasks"], 1) for l, p, m in bars]
     left.barh(range(len(bars)), rates, color=["C0" if m == "train" else "C1" for _, _, m in bars])
     left.set_yticks(range(len(bars)), [f"{l} {p.replace('_', '-')} {m}" for l, p, m in bars], fontsize=7)
     left.set(xlim=(0, 1), xlabel="fraction of tasks below the best tuned baseline", title="win rate")

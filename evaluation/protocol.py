@@ -28,7 +28,7 @@ import numpy as np
 import inner_tasks
 from evaluation import runner
 from evaluation.baselines import Baseline
-from evaluation.speedup import speedup
+from evaluation.speedup import speedup, speedup_number
 from evaluation.tasks import EvalTask
 
 TUNE_SEED = 0
@@ -163,4 +163,34 @@ def verdicts(et: EvalTask, baselines: dict[str, dict], learned: dict[str, Any]) 
         v["never_diverged"] = runs["train"]["nonfinite"] == 0 and runs["valid"]["nonfinite"] == 0
         v["never_above_initial"] = runs["train"]["above_initial"] == 0 and runs["valid"]["above_initial"] == 0
         out[protocol] = v
+    return out
+
+
+def summarize(results: dict) -> dict[str, Any]:
+    """Per learned optimizer and protocol: wins per metric (and within 5% on validation), the
+    median speed-up, diverged runs and runs that ended above their initial loss."""
+    tasks = list(results["tasks"].values())
+    out: dict[str, Any] = {}
+    for o in results["lopts"]:
+        label = o["label"]
+        per: dict[str, Any] = {}
+        for p in ("zero_tune", "tuned"):
+            verdicts = [t["learned"][label]["verdicts"][p] for t in tasks if t["learned"][label]["verdicts"]]
+            runs = [t["learned"][label]["zero_tune"] if p == "zero_tune" else t["learned"][label]["tuned"][m]
+                    for t in tasks for m in (("train",) if p == "zero_tune" else METRICS)]
+            s: dict[str, Any] = {"tasks": len(verdicts)}
+            for m in METRICS:
+                s[f"{m}_wins"] = sum(v[m]["win"] for v in verdicts)
+                s[f"{m}_within_5pct"] = sum(v[m]["within_5pct"] for v in verdicts)
+            ups = [speedup_number(v["speedup"]) for v in verdicts if v["speedup"]
+                   and v["speedup"]["status"] != "learned_diverged"]
+            median = float(np.median(ups)) if ups else None
+            s["speedup_median"] = median if median is None or np.isfinite(median) else None
+            s["speedup_median_never_reached"] = median == float("inf")
+            s["speedup_tasks"] = len(ups)
+            s["nonfinite_runs"] = sum(r["nonfinite"] for r in runs)
+            s["above_initial_runs"] = sum(r["above_initial"] for r in runs)
+            s["runs"] = sum(len(r["seeds"]) for r in runs)
+            per[p] = s
+        out[label] = per
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evaluation.protocol import METRIC_NAMES, METRICS
+from evaluation.protocol import METRIC_NAMES, METRICS, summarize
 
 
 def num(x: float | None, like: float | None = None) -> str:
@@ -81,7 +81,7 @@ def _verdicts(results: dict) -> list[str]:
 
 def summary_lines(results: dict) -> list[str]:
     lines = ["### Summary", ""]
-    for l, per in results["summary"].items():
+    for l, per in (results.get("summary") or summarize(results)).items():
         for p, name in (("zero_tune", "zero-tune"), ("tuned", "equal tuning")):
             s = per[p]
             n = s["tasks"]
@@ -100,7 +100,8 @@ def summary_lines(results: dict) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     """The whole report: header, one table per metric, verdicts, summary, command."""
     names = ", ".join(f"`{o['source']}` ({o['arch']})" for o in results["lopts"]) or "baselines only"
-    lines = [f"## Suite `{results['suite']}`{' (quick)' if results.get('quick') else ''}: {names}", "",
+    partial = " (interrupted: the tasks finished so far)" if results.get("partial") else ""
+    lines = [f"## Suite `{results['suite']}`{' (quick)' if results.get('quick') else ''}: {names}{partial}", "",
              f"Mean ± std over {results['seeds']} seeds (bold: lowest in the row). Baselines "
              f"({', '.join(results['baselines']) or 'none'}) and the learned optimizers' multiplier ('tuned') are "
              f"tuned per task and per metric on seed {results['tune_seed']}, then run on seeds "

@@ -175,7 +175,7 @@ def test_summary_of_failures_and_speedup():
          "speedup": {"status": "reached", "value": 2.0}}
     results = {"lopts": [{"label": "x"}], "tasks": {"t": {"learned": {"x": {
         "zero_tune": zero, "tuned": tuned, "verdicts": {"zero_tune": v, "tuned": v}}}}}}
-    s = ev.summarize(results)["x"]
+    s = protocol.summarize(results)["x"]
     assert (s["zero_tune"]["nonfinite_runs"], s["zero_tune"]["runs"], s["zero_tune"]["valid_wins"]) == (1, 2, 1)
     assert (s["tuned"]["above_initial_runs"], s["tuned"]["runs"], s["tuned"]["speedup_median"]) == (2, 4, 2.0)
 
