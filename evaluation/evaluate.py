@@ -155,6 +155,8 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     }
     if baselines_from is not None:
         results["baselines_from"] = str(baselines_from)
+    if the_suite.ledger and ledger_path is not None:  # the look is logged before anything is seen
+        ledger.append(ledger_path, _ledger_row(results, out, started=True))
     per_task = len(learned) * (seeds + len(multipliers) + 2 * seeds) + (
         0 if reused else sum(len(b.rows()) + 2 * seeds for b in chosen))
     bar = tqdm.tqdm(total=len(todo) * per_task, desc="runs", unit="run")
@@ -216,10 +218,14 @@ def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipli
     return entry
 
 
-def _ledger_row(results: dict, out: pathlib.Path) -> dict[str, str]:
+def _ledger_row(results: dict, out: pathlib.Path, started: bool = False) -> dict[str, str]:
     wins = lambda label, p: (f"{results['summary'][label][p]['train_wins']}/{results['summary'][label][p]['tasks']}, "
                              f"{results['summary'][label][p]['valid_wins']}/{results['summary'][label][p]['tasks']}")
     labels = [o["label"] for o in results["lopts"]]
+    if started:
+        return {"date": results["date"], "lopts": ", ".join(f"{o['label']} ({o['digest'][:12]})" for o in
+                                                            results["lopts"]) or "baselines only",
+                "command": results["command"], "zero_tune": "started", "tuned": "started", "out": str(out)}
     return {"date": results["date"], "lopts": ", ".join(f"{o['label']} ({o['digest'][:12]})" for o in results["lopts"])
             or "baselines only", "command": results["command"],
             "zero_tune": "; ".join(f"{l}: {wins(l, 'zero_tune')}" for l in labels) or "–",

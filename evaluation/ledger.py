@@ -1,7 +1,9 @@
-"""The test-suite ledger: every look at the `test` suite appends one row to a committed Markdown
+"""The test-suite ledger: every look at the `test` suite appends rows to a committed Markdown
 table, so that any choice made on it is visible.
 
-A row holds the date (UTC), each learned optimizer with its tensor digest, the command, the win
+A run appends a row marked `started` before it runs anything and a row with its results when it
+ends; a `started` row without a results row is an interrupted run (its results.json, rewritten
+after every task, was still a look). A row holds the date (UTC), each learned optimizer with its tensor digest, the command, the win
 counts (zero-tune and equal tuning, training and validation loss) and the output directory. The
 file is rewritten atomically; a file that is not a ledger is refused before anything runs.
 
@@ -27,7 +29,8 @@ COLUMNS = ("date", "lopts", "command", "zero_tune", "tuned", "out")
 HEADER = (f"{TITLE}\n\nEvery run of `python -m evaluation.evaluate --suite test` appends a row here "
           "(`evaluation.ledger`). The `test` suite only confirms a candidate about to ship; designs are chosen "
           "on `dev`. Wins are tasks where the learned optimizer's mean final loss is below the best tuned "
-          "baseline's, as training loss, validation loss.\n\n"
+          "baseline's, as training loss, validation loss; a run logs a `started` row first and its results "
+          "row when it ends.\n\n"
           "| date (UTC) | learned optimizers (tensor digest) | command | zero-tune wins (train, valid) | "
           "equal-tuning wins (train, valid) | output |\n|---|---|---|---|---|---|\n")
 

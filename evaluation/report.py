@@ -174,9 +174,11 @@ def results_section(res: dict, name: str, out_dir: pathlib.Path) -> str:
     return "\n".join(lines)
 
 
-def replace_results(name: str, results_dirs: Sequence[str], out_dir: pathlib.Path = PRETRAINED) -> pathlib.Path:
+def replace_results(name: str, results_dirs: Sequence[str], out_dir: pathlib.Path = PRETRAINED,
+                    notes: str | None = None) -> pathlib.Path:
     """Rewrites the results sections of NAME.md (every `## Results: …` section, up to `## Config`)
-    from `results_dirs`; the rest of the card stays."""
+    from `results_dirs`, and with `notes` (a file) the hand-written sections after the
+    meta-training curve; the rest of the card stays."""
     path = out_dir / f"{name}.md"
     if not path.is_file():
         raise ValueError(f"no model card {path}")
@@ -185,6 +187,12 @@ def replace_results(name: str, results_dirs: Sequence[str], out_dir: pathlib.Pat
     if not sep:
         raise ValueError(f"{path}: no '## Config' section; not a card this report wrote")
     keep = head.split("\n## Results: ", 1)[0].rstrip("\n")
+    if notes is not None:
+        image = keep.find("![meta-training curve](")
+        if image < 0:
+            raise ValueError(f"{path}: no meta-training curve to put the notes after; not a card this report wrote")
+        end = keep.find("\n", image)
+        keep = keep[:len(keep) if end < 0 else end] + "\n\n" + pathlib.Path(notes).read_text().strip()
     sections = [results_section(res, name, out_dir) for res in _results(results_dirs)]
     path.write_text("\n".join([keep, "", *sections]).rstrip("\n") + "\n" + sep + config)
     return path
@@ -244,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("results", help="rewrite a shipped card's results sections")
     r.add_argument("--name", required=True)
     r.add_argument("--results", action="append", required=True)
+    r.add_argument("--notes", default=None, help="hand-written sections to put in place of the card's")
     w = sub.add_parser("width")
     w.add_argument("--results", action="append", required=True)
     w.add_argument("--out", required=True)
@@ -252,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "card":
             print(card(args.name, args.workdir, args.recipe, args.results, args.notes, machine=args.machine))
         elif args.cmd == "results":
-            print(replace_results(args.name, args.results))
+            print(replace_results(args.name, args.results, notes=args.notes))
         else:
             width_figure(_results(args.results), pathlib.Path(args.out))
     except (ValueError, lopt.LoptFileError) as e:

@@ -251,9 +251,10 @@ def test_a_test_suite_run_is_logged_and_a_foreign_ledger_refused(lopt_file, tmp_
     ev.evaluate(suite, [lopt_file], out_dir=tmp_path / "a", ledger_path=book, command="first", **kw)
     ev.evaluate(suite, [lopt_file], out_dir=tmp_path / "b", ledger_path=book, command="second", **kw)
     rows = [r for r in book.read_text().splitlines() if r.startswith("| 20")]
-    assert len(rows) == 2 and "`first`" in rows[0] and "`second`" in rows[1]
+    assert len(rows) == 4 and "`first`" in rows[0] and "`first`" in rows[1] and "`second`" in rows[3]
+    assert "| started | started |" in rows[0] and "started" not in rows[1]  # logged before it ran, then its result
     digest = lopt.load_theta(lopt_file)[2]["sha256"][:12]
-    assert f"adam ({digest})" in rows[0] and str(tmp_path / "a") in rows[0]
+    assert f"adam ({digest})" in rows[1] and str(tmp_path / "a") in rows[1]
     foreign = tmp_path / "notes.md"
     foreign.write_text("my notes\n")
     with pytest.raises(ledger.LedgerError, match="not a test-suite ledger"):

@@ -85,6 +85,11 @@ def test_card_ships_the_same_theta_with_provenance_and_a_card(workdir, width_res
     report.replace_results("tiny_lo", [str(width_results[1])], out_dir=tmp_path / "pretrained")
     new = (tmp_path / "pretrained" / "tiny_lo.md").read_text()
     assert new.count("## Results: ") == 1 and "Hand-written findings." in new and new.endswith(md[md.index("## Config"):])
+    notes.write_text("## What it is good for\n\nRewritten findings.")
+    report.replace_results("tiny_lo", [str(width_results[1])], out_dir=tmp_path / "pretrained", notes=str(notes))
+    again = (tmp_path / "pretrained" / "tiny_lo.md").read_text()
+    assert "Rewritten findings." in again and "Hand-written findings." not in again and "## Meta-training curve" in again
+    assert again.count("## Results: ") == 1 and again.endswith(md[md.index("## Config"):])
     assert "best baseline" in new and "tiny zero-tune" in new and "![learning curves on width](tiny_lo_width_curves.png)" in new
     for png in ("tiny_lo_width_curves.png", "tiny_lo_width_summary.png"):
         assert (tmp_path / "pretrained" / png).stat().st_size > 0
