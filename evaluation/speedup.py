@@ -1,4 +1,5 @@
-"""VeLO's speed-up metric: how many steps tuned Adam needs to reach the learned optimizer's final loss.
+"""VeLO's speed-up metric: how many steps a tuned reference optimizer needs to reach the learned
+optimizer's final loss (`evaluation.protocol` uses each task's best tuned baseline for training loss).
 
 >>> speedup([2.0, 1.0, 0.5], [10, 20, 30], 1.0, 30)["value"]  # Adam reaches 1.0 at step 20 of 30
 0.6666666666666666
@@ -16,10 +17,11 @@ SPEEDUP_BASIS = "train"
 
 def speedup(adam_curve: Sequence[float | None], steps: Sequence[int], target: float | None,
             horizon: int, basis: str = SPEEDUP_BASIS) -> dict:
-    """VeLO's speed-up: the steps tuned Adam needs to reach `target` (the learned optimizer's final
-    smoothed loss), divided by the horizon; > 1 means the learned optimizer is faster.
+    """VeLO's speed-up: the steps the tuned reference needs to reach `target` (the learned
+    optimizer's final loss), divided by the horizon; > 1 means the learned optimizer is faster.
 
-    `adam_curve[i]` is Adam's smoothed loss over the window ending at `steps[i]`. The first window
+    `adam_curve[i]` is the reference's loss at `steps[i]` (named for VeLO's reference, Adam; a
+    window's mean or a point on a fixed sample). The first window
     at or below the target counts, the step linearly interpolated from the window before it (the
     first window: its own end, flagged `first_window`, the value an upper bound). `status` is
     "reached" (with `value`), "never_reached" (Adam never gets there: the speed-up is > 1, `value`
