@@ -38,6 +38,9 @@ from evaluation import optimizer_for
 from evaluation.baselines import FAMILIES
 from inner_tasks.train import train_step
 
+# What the fixed samples are is part of every stored result: changing them (here or in a spec's
+# `fixed_sample`) must bump `evaluation.reuse.RESULTS_VERSION`, so that --baselines_from and
+# --resume refuse results taken on other samples.
 SAMPLE_SEED = 20261207
 SAMPLE_BATCHES = 8
 
