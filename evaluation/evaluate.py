@@ -1,6 +1,6 @@
 """Evaluate learned optimizers against the baselines users run, tuned per task, on a suite.
 
-    python -m evaluation.evaluate --suite dev --lopt celo_generalist[,mulo_sp,FILE…] [--quick]
+    python -m evaluation.evaluate --suite dev --lopt celo_generalist[,mulo_sp,FILE…] [--quick | --part K]
         [--tasks a,b] [--seeds 3] [--steps N] [--baselines adam,adamw_cos] [--baselines_from DIR]
         [--out DIR] [--no-plots]
 
@@ -17,7 +17,9 @@ Outputs in `--out` (default runs/eval/<suite>[_quick]): results.json, results.md
 one PNG of learning curves per task and summary.png (win rates and speed-ups). A run of the
 `test` suite appends a row to evaluation/test_ledger.md (`evaluation.ledger`). `--lopt ""` runs
 the baselines alone (for `--baselines_from` later). results.json is rewritten after every task, and
-`--resume` continues an interrupted run in the same `--out`. Bad input (an unknown suite, task, baseline
+`--resume` continues an interrupted run in the same `--out`. A suite with parts (`test`) can be run
+one part per command into the same `--out`: each part's results.json also keeps the other parts'
+tasks that the same evaluation finished there, so the last part's tables cover the whole suite. Bad input (an unknown suite, task, baseline
 or file; mismatched cached baselines; missing data; an empty or non-positive grid) is one
 `error:` line and exit status 2, before anything compiles or is written.
 """
@@ -105,17 +107,20 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
              lrs: Mapping[str, Sequence[float]] | None = None,
              multipliers: Sequence[float] = bl.LEARNED_MULTIPLIERS, plots: bool = True,
              ledger_path: str | os.PathLike | None = ledger.LEDGER, command: str | None = None,
-             resume: bool = False) -> dict:
+             resume: bool = False, part: int | None = None) -> dict:
     """Runs the protocol on a suite and writes the outputs (module docstring); returns results.json's dict.
 
     `lrs` replaces baselines' learning-rate grids ({name: grid}); `multipliers` is the learned
     optimizers' grid under equal tuning; `ledger_path` is where a `test` run is logged. results.json
     is rewritten after every task; `resume` keeps the tasks an interrupted run of the same
-    evaluation (same header, learned optimizers, baselines and task fingerprints) already finished."""
+    evaluation (same header, learned optimizers, baselines and task fingerprints) already finished.
+    `part` runs one part of the suite and keeps the other parts' tasks that the same evaluation in
+    the output directory finished."""
     t0 = time.time()
     try:
         the_suite = suite if isinstance(suite, suites.Suite) else suites.get(suite)
-        todo = the_suite.select(tasks, quick)
+        todo = the_suite.select(tasks, quick, part)
+        everything = the_suite.select() if part is not None else todo
     except suites.SuiteError as e:
         raise EvaluateError(str(e)) from None
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
@@ -123,6 +128,7 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     if steps is not None:
         try:
             todo = tuple(t.with_steps(steps) for t in todo)
+            everything = tuple(t.with_steps(steps) for t in everything)
         except ValueError as e:
             raise EvaluateError(str(e)) from None
     chosen = _grids(baselines, lrs)
@@ -145,12 +151,14 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
         ledger.check(ledger_path)
     out = pathlib.Path(out_dir or f"runs/eval/{the_suite.name}{'_quick' if quick else ''}")
     done = _finished(out, header, learned, chosen, multipliers, todo) if resume else {}
+    others = _other_parts(out, header, learned, chosen, multipliers, everything, todo) if part is not None else {}
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         **header, "suite": the_suite.name, "quick": quick, "seeds": seeds,
         "baselines": [b.name for b in chosen], "multipliers": list(multipliers),
         "lopts": [{k: o[k] for k in ("label", "source", "digest")} | {"arch": o["arch"].name} for o in learned],
-        "command": command or f"evaluate({the_suite.name!r}, {list(lopts)!r}, seeds={seeds})",
+        "command": command or f"evaluate({the_suite.name!r}, {list(lopts)!r}, seeds={seeds}"
+                              + (f", part={part})" if part is not None else ")"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "tasks": {},
     }
     if baselines_from is not None:
@@ -169,6 +177,11 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
         results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update)
         _write_atomic(out / "results.json", json.dumps(dict(results, partial=True), indent=1, allow_nan=False))
     bar.close()
+    if others:  # the whole suite's order, this part's tasks among the others'
+        results["tasks"] = {t.label: results["tasks"].get(t.label, others.get(t.label)) for t in everything
+                            if t.label in results["tasks"] or t.label in others}
+    if len(results["tasks"]) < len(everything) and part is not None:
+        results["partial"] = True
     results["summary"] = protocol.summarize(results)
     results["wall_s"] = round(time.time() - t0, 1)
     from evaluation import plots as plotting, tables  # matplotlib only where outputs are written
@@ -196,6 +209,19 @@ def _finished(out: pathlib.Path, header: dict, learned: list[dict], chosen: list
                             "or seeds); use another --out")
     fingerprints = {t.label: t.fingerprint() for t in todo}
     return {label: e for label, e in stored["tasks"].items() if fingerprints.get(label) == e.get("fingerprint")}
+
+
+def _other_parts(out: pathlib.Path, header: dict, learned: list[dict], chosen: list[bl.Baseline],
+                 multipliers: Sequence[float], everything: Sequence[EvalTask],
+                 todo: Sequence[EvalTask]) -> dict[str, dict]:
+    """The tasks outside this part that the same evaluation in `out` finished (nothing if `out` holds another)."""
+    try:
+        stored = _finished(out, header, learned, chosen, multipliers, everything)
+    except EvaluateError:
+        print(f"note: {out} holds another evaluation; its tasks are not kept", file=sys.stderr)
+        return {}
+    mine = {t.label for t in todo}
+    return {label: e for label, e in stored.items() if label not in mine}
 
 
 def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipliers: Sequence[float],
@@ -238,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lopt", required=True, help="comma-separated learned-optimizer files or pretrained names "
                                                   "(empty: the baselines alone)")
     ap.add_argument("--quick", action="store_true", help="the suite's quick subset")
+    ap.add_argument("--part", type=int, default=None,
+                    help="run one part of a suite that has parts (test: 1 or 2); the other parts' finished "
+                         "tasks in --out are kept")
     ap.add_argument("--tasks", default="", help="comma-separated task labels (default: the whole suite)")
     ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds per (task, optimizer)")
     ap.add_argument("--steps", type=int, default=None, help="every task's horizon (default: each task's own)")
@@ -255,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(lambda: evaluate(args.suite, split(args.lopt), seeds=args.seeds, out_dir=args.out,
                                     tasks=split(args.tasks), quick=args.quick, steps=args.steps,
                                     baselines=split(args.baselines), baselines_from=args.baselines_from,
-                                    plots=not args.no_plots, command=command, resume=args.resume))
+                                    plots=not args.no_plots, command=command, resume=args.resume,
+                                    part=args.part))
 
 
 def run_cli(job: Callable[[], dict]) -> int:

@@ -3,7 +3,7 @@
 | suite | what it is for |
 |---|---|
 | `dev` | choosing designs and constants; look as often as you like (`--quick`: a subset in about 10 minutes) |
-| `test` | confirming a candidate about to ship; every run is logged in `evaluation/test_ledger.md` |
+| `test` | confirming a candidate about to ship; every run is logged in `evaluation/test_ledger.md` (`--part 1`, `--part 2`: two halves of about 35 and 40 minutes on 2 cores) |
 | `digits`, `quick`, `heldout`, `fmnist_mlp`, `conv`, `lm`, `width_mup`, `width_sp` | the project's own μP/standard models (`inner_tasks`) at sizes and horizons meta-training did not use |
 
 Recurrent models run one run per compiled call (`rows=1`): vmapped over 8 runs, XLA:CPU (jaxlib
@@ -22,6 +22,8 @@ and regression.
 []
 >>> [t.label for t in SUITES["dev"].select(quick=True)][:2]
 ['iris_mlp_w64_d2', 'diabetes_mlp_w256_d2']
+>>> [t.label for t in SUITES["test"].select(part=2)]
+['fmnist28_convnorm_c4_c8', 'perl_transformer_w32_d2']
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Suite:
     quick: tuple[str, ...] = ()
     ledger: bool = False
     description: str = ""
+    parts: tuple[tuple[str, ...], ...] = ()  # a partition of the tasks, each part run by its own command
+
 
     def __post_init__(self):
         labels = [t.label for t in self.tasks]
@@ -53,12 +57,23 @@ class Suite:
         unknown = sorted(set(self.quick) - set(labels))
         if unknown:
             raise ValueError(f"suite {self.name!r}: quick subset names unknown tasks {unknown}")
+        if self.parts and sorted(sum(self.parts, ())) != sorted(labels):
+            raise ValueError(f"suite {self.name!r}: its parts must hold every task exactly once")
 
-    def select(self, names: Sequence[str] | None = None, quick: bool = False) -> tuple[EvalTask, ...]:
-        """The suite's tasks: all, its quick subset, or the named ones (in the suite's order)."""
+    def select(self, names: Sequence[str] | None = None, quick: bool = False,
+               part: int | None = None) -> tuple[EvalTask, ...]:
+        """The suite's tasks: all, its quick subset, its `part` (1-based), or the named ones (in the suite's order)."""
         by_label = {t.label: t for t in self.tasks}
         if quick and not self.quick:
             raise SuiteError(f"suite {self.name!r} has no quick subset")
+        if part is not None:
+            if names or quick:
+                raise SuiteError("choose one of a part, the quick subset or named tasks")
+            if not self.parts:
+                raise SuiteError(f"suite {self.name!r} has no parts")
+            if not 1 <= part <= len(self.parts):
+                raise SuiteError(f"suite {self.name!r} has parts 1..{len(self.parts)}, got {part}")
+            return tuple(t for t in self.tasks if t.label in self.parts[part - 1])
         if names:
             unknown = [n for n in names if n not in by_label]
             if unknown:
@@ -108,7 +123,12 @@ TEST = Suite("test", (
          kind="normalized convnet"),
     user("perl_transformer_w32_d2", "lm", "perl", 2000, batch=16, rows=4, context=32, width=32, depth=2, heads=2,
          kind="byte-level transformer LM"),
-), ledger=True, description="confirms a candidate about to ship; every run is logged")
+), ledger=True, description="confirms a candidate about to ship; every run is logged",
+    # Two halves of about 35 and 40 minutes on 2 cores (celo_generalist with every baseline; the
+    # tasks' wall_s in evaluation/results/test.json).
+    parts=(("wine_mlp_w128_d2", "breast_cancer_mlp_w256_d3", "linnerud_mlp_w32_d2", "diabetes_resmlp_w64_d2",
+            "digits_ae_64_16", "licenses_gru_lm_h64", "fmnist28_resmlp_w64_d2"),
+           ("fmnist28_convnorm_c4_c8", "perl_transformer_w32_d2")))
 
 
 def _mlp_mup(label: str, width: int, depth: int = 2, resolution: int = 8, steps: int = 1000, points: int = 10,

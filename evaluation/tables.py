@@ -100,7 +100,7 @@ def summary_lines(results: dict) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     """The whole report: header, one table per metric, verdicts, summary, command."""
     names = ", ".join(f"`{o['source']}` ({o['arch']})" for o in results["lopts"]) or "baselines only"
-    partial = " (interrupted: the tasks finished so far)" if results.get("partial") else ""
+    partial = " (partial: the tasks finished so far)" if results.get("partial") else ""
     lines = [f"## Suite `{results['suite']}`{' (quick)' if results.get('quick') else ''}: {names}{partial}", "",
              f"Mean ± std over {results['seeds']} seeds (bold: lowest in the row). Baselines "
              f"({', '.join(results['baselines']) or 'none'}) and the learned optimizers' multiplier ('tuned') are "

@@ -244,6 +244,31 @@ def test_resume_keeps_finished_tasks_and_refuses_another_evaluation(run, lopt_fi
         ev.evaluate(SUITE, [lopt_file], resume=True, **{**kw, "multipliers": [1.0]})
 
 
+def test_parts_run_by_their_own_commands_add_up_to_the_whole_suite(run, lopt_file, tmp_path):
+    results, _ = run
+    parted = dataclasses.replace(SUITE, parts=(("digits_mup",), ("iris_mlp",)))
+    assert [t.label for t in parted.select(part=2)] == ["iris_mlp"]
+    kw = dict(seeds=SEEDS, out_dir=tmp_path, lrs=LRS, multipliers=MULTIPLIERS, plots=False, ledger_path=None)
+    first = ev.evaluate(parted, [lopt_file], part=1, **kw)
+    assert list(first["tasks"]) == ["digits_mup"] and first["partial"]
+    second = ev.evaluate(parted, [lopt_file], part=2, **kw)
+    assert list(second["tasks"]) == ["iris_mlp", "digits_mup"] and "partial" not in second  # the suite's order
+    assert second["summary"] == results["summary"]
+    for label in ("iris_mlp", "digits_mup"):
+        for key in ("baselines", "learned"):
+            assert second["tasks"][label][key] == results["tasks"][label][key]
+    other = ev.evaluate(parted, [lopt_file], part=2, **{**kw, "multipliers": [1.0]})  # another evaluation
+    assert list(other["tasks"]) == ["iris_mlp"]
+    with pytest.raises(ev.EvaluateError, match="has no parts"):
+        ev.evaluate(SUITE, [lopt_file], part=1, **kw)
+    with pytest.raises(ev.EvaluateError, match=r"parts 1\.\.2, got 3"):
+        ev.evaluate(parted, [lopt_file], part=3, **kw)
+    with pytest.raises(ev.EvaluateError, match="one of a part"):
+        ev.evaluate(parted, [lopt_file], part=1, quick=True, **kw)
+    with pytest.raises(ValueError, match="every task exactly once"):
+        dataclasses.replace(SUITE, parts=(("digits_mup",),))
+
+
 def test_a_test_suite_run_is_logged_and_a_foreign_ledger_refused(lopt_file, tmp_path):
     book = tmp_path / "ledger.md"
     suite = dataclasses.replace(TEST_SUITE, tasks=(_iris(),), quick=())
@@ -309,7 +334,7 @@ def test_dev_and_test_suites_meet_the_protocol():
         kinds = {t.spec.kind for t in s.tasks}
         assert {"classification", "regression"} <= kinds
         assert any(t.spec.dataset in inner_tasks.HELDOUT_DATASETS for t in s.tasks)
-    assert test.ledger and not dev.ledger and dev.quick
+    assert test.ledger and not dev.ledger and dev.quick and len(test.parts) == 2
     for s in suites.SUITES.values():
         for t in s.tasks:
             hash(t)
