@@ -193,26 +193,3 @@ def fingerprint(config: ml_collections.ConfigDict) -> dict[str, str]:
     return {k: ml_collections.ConfigDict({"v": v}).to_json() if isinstance(v, dict) else repr(v)
             for k, v in sorted(d.items()) if k not in RESUMABLE_CHANGES}
 
-
-def build_online(config: ml_collections.ConfigDict):
-    """An online meta-learning config (one `online` section, configs/online_fmnist.py) as a checked
-    `outer.online.OnlineSetup`; raises ValueError with one clear message.
-
-    >>> from configs import online_fmnist
-    >>> s = build_online(online_fmnist.get_config())
-    >>> s.mode, s.target_steps, s.steps
-    ('optimistic', 5, 3000)
-    """
-    from outer.online import OnlineSetup  # pylint: disable=import-outside-toplevel
-
-    extra = sorted(set(config.keys()) - {"online"})
-    if extra:
-        raise ValueError(f"an online config has only an `online` section; unexpected keys {extra}")
-    c = config.online.to_dict() if isinstance(config.online, ml_collections.ConfigDict) else config.online
-    if not isinstance(c, dict):
-        raise ValueError(f"config.online must be a dict of settings, got {c!r}")
-    valid = [f.name for f in dataclasses.fields(OnlineSetup)]
-    unknown = sorted(set(c) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown keys in config.online: {unknown}; valid: {valid}")
-    return OnlineSetup(**c)
