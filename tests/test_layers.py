@@ -168,7 +168,7 @@ def test_our_modules_import_without_cycles_and_along_the_readme_layers():
     assert not report, "imports against the README's layers (README.md, Layout):\n" + "\n".join(report)
 
 
-def test_the_layer_table_states_the_rules_of_the_brief():
+def test_the_layer_table_keeps_the_core_rules():
     allowed = parse_layers((ROOT / "README.md").read_text())
     assert allowed["lopt"] == frozenset()
     assert not allowed["inner_tasks"] & {"lopt", "estimators"}
