@@ -3,7 +3,6 @@
     python meta_train.py --config configs/quick.py --workdir runs/quick
     python meta_train.py --config configs/mulo_fmnist.py --workdir runs/m --config.estimator.name=es_single
     python meta_train.py --config configs/quick.py --workdir runs/quick --export   # export only
-    python meta_train.py --config configs/online_fmnist.py --workdir runs/online   # online meta-learning (outer.online)
     tensorboard --logdir runs/quick
     python meta_train.py ... --coordinator_address=host0:8476 --num_processes=2 --process_id=0  # host 0 of 2
 
@@ -21,8 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import outer
-from configs.build import build, build_online
-from outer import online
+from configs.build import build
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/<name>.py file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and the export.")
@@ -35,14 +33,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index in a m
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, export_only: bool = False,
         on_step: Callable[[int], None] | None = None) -> dict:
-    """Checks the config (every config error surfaces here, before any compilation) and runs it.
-
-    A config with an `online` section is one online meta-learning run (`outer.online`)."""
-    if config.get("online") is not None:
-        setup = build_online(config)
-        if export_only or on_step is not None:
-            raise ValueError("an online run has no learned-optimizer file to export and no meta-step callback")
-        return online.run(setup, workdir)
+    """Checks the config (every config error surfaces here, before any compilation) and runs it."""
     return outer.run(build(config), workdir, export_only=export_only, on_step=on_step)
 
 

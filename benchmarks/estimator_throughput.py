@@ -3,7 +3,7 @@
     python -m benchmarks.estimator_throughput [--tasks 8 32] [--repeats 5] [--estimators pes es_single]
 
 The configuration mirrors the reference measurement of learned_optimization's truncated PES on
-this machine (../shared/research/learned-optimization.md §5): a synthetic 8→32→1 ReLU MLP
+this machine (learned_optimization's own PES benchmark setting): a synthetic 8→32→1 ReLU MLP
 regression (MSE, batch 32), a per-parameter learned optimizer with hidden size 4 (here μLO,
 whose features include Adafactor's factored statistics like AdafacMLP's), truncation 20,
 horizons up to 200, σ = 0.01, each task an antithetic pair. Inner steps/s counts both members

@@ -18,7 +18,7 @@ Sections (see meta_train.py for how each becomes a typed value):
 
 import ml_collections
 
-from estimators.base import DEFAULT_MAX_LOSS
+from estimators.protocol import DEFAULT_MAX_LOSS
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -32,38 +32,9 @@ ADDED_OFF = {"groups": {"horizons": (), "horizon_weights": ()}}  # settings adde
 
 
 def _family(c: ml_collections.ConfigDict, what: str) -> inner_tasks.TaskFamily:
-    if "name" not in c:
-        raise ValueError(f"config.{what} needs a name (one of {sorted(inner_tasks.FAMILIES)} or 'mixture')")
-    if c.name == "mixture":
-        return _mixture(c, what)
-    kwargs = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in c.items() if k != "name"}
-    try:
-        return inner_tasks.get_family(c.name, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"bad settings for config.{what} ({c.name!r}): {e}") from None
-    except ValueError as e:
-        raise ValueError(f"config.{what}: {e}") from None
-
-
-def _mixture(c: ml_collections.ConfigDict, what: str) -> inner_tasks.MixtureFamily:
-    """`name="mixture"` and `members`: family name -> its axes plus an optional `weight` (default 1)."""
-    extra = sorted(set(c.keys()) - {"name", "members"})
-    if extra:
-        raise ValueError(f"config.{what} (mixture) takes only members, not {extra}; weights go in each member")
-    if "members" not in c or not len(c.members):
-        raise ValueError(f"config.{what}.members must name at least one family of {sorted(inner_tasks.FAMILIES)}")
-    fams, weights = [], []
-    for name, sub in c.members.items():
-        if not isinstance(sub, ml_collections.ConfigDict):
-            raise ValueError(f"config.{what}.members.{name} must be a dict of family axes, got {sub!r}")
-        member = sub.to_dict()
-        weights.append(member.pop("weight", 1.0))
-        member.setdefault("name", name)
-        fams.append(_family(ml_collections.ConfigDict(member), f"{what}.members.{name}"))
-    try:
-        return inner_tasks.MixtureFamily(families=tuple(fams), weights=tuple(weights))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"config.{what}: {e}") from None
+    """The family of config section `what` (its checks and messages: `inner_tasks.family_from_settings`)."""
+    settings = c.to_dict() if isinstance(c, ml_collections.ConfigDict) else c
+    return inner_tasks.family_from_settings(settings, f"config.{what}")
 
 
 def _arch(c: ml_collections.ConfigDict):
@@ -222,26 +193,3 @@ def fingerprint(config: ml_collections.ConfigDict) -> dict[str, str]:
     return {k: ml_collections.ConfigDict({"v": v}).to_json() if isinstance(v, dict) else repr(v)
             for k, v in sorted(d.items()) if k not in RESUMABLE_CHANGES}
 
-
-def build_online(config: ml_collections.ConfigDict):
-    """An online meta-learning config (one `online` section, configs/online_fmnist.py) as a checked
-    `outer.online.OnlineSetup`; raises ValueError with one clear message.
-
-    >>> from configs import online_fmnist
-    >>> s = build_online(online_fmnist.get_config())
-    >>> s.mode, s.target_steps, s.steps
-    ('optimistic', 5, 3000)
-    """
-    from outer.online import OnlineSetup  # pylint: disable=import-outside-toplevel
-
-    extra = sorted(set(config.keys()) - {"online"})
-    if extra:
-        raise ValueError(f"an online config has only an `online` section; unexpected keys {extra}")
-    c = config.online.to_dict() if isinstance(config.online, ml_collections.ConfigDict) else config.online
-    if not isinstance(c, dict):
-        raise ValueError(f"config.online must be a dict of settings, got {c!r}")
-    valid = [f.name for f in dataclasses.fields(OnlineSetup)]
-    unknown = sorted(set(c) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown keys in config.online: {unknown}; valid: {valid}")
-    return OnlineSetup(**c)

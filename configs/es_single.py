@@ -7,7 +7,7 @@ benchmarks/RESULTS.md): 1500 steps in 8.8 minutes (960k inner steps); the held-o
 (as in configs/quick.py) fell from 1.40 at the initialization to 0.262, and on the `quick`
 evaluation suite the learned optimizer's final validation loss is 0.87x per-task-tuned Adam's
 (geometric mean; lower on 3 of 3 tasks, none of 9 runs diverged). Issue 15's audit measured the
-default 200 steps at 0.30, before the divergence rule of estimators/base.py.
+default 200 steps at 0.30, before the divergence rule of `estimators.unroll`.
 """
 
 from configs import quick

@@ -1,4 +1,4 @@
-"""μLO_M recipe (mulo-velo.md §1.3) scaled to 2 CPU cores: μP MLPs of several widths on Fashion-MNIST.
+"""μLO_M recipe (Thérien et al. 2024) scaled to 2 CPU cores: μP MLPs of several widths on Fashion-MNIST.
 
 The paper meta-trains small_fc_lopt on ImageNet-32 3-layer MLPs of widths {128, 512, 1024} with PES
 (truncation 50, 8 antithetic pairs, σ = 0.01), horizons log-uniform over [100, 1000], the mean

@@ -1,6 +1,6 @@
 """μLO on a μP mixture of MLPs, convnets and byte-level LMs: the `mulo_mup` pretrained file.
 
-The μLO_M recipe (mulo-velo.md §1.3) scaled to 2 CPU cores. The paper meta-trains small_fc_lopt
+The μLO_M recipe (Thérien et al. 2024) scaled to 2 CPU cores. The paper meta-trains small_fc_lopt
 on ImageNet-32 MLPs of widths {128, 512, 1024} with PES (truncation 50, 8 antithetic pairs,
 σ = 0.01), horizons log-uniform over [100, 1000] and the mean training loss as meta-objective,
 with AdamW warmed up to 3e-3 and cosine-decayed, clipped at global norm 1. Here the family mixes

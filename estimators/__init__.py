@@ -1,7 +1,7 @@
 """Meta-gradient estimators behind one interface.
 
 Every estimator is a `flax.struct` dataclass holding its problem, static settings and traced
-hyperparameters, and follows the `Estimator` protocol (estimators/base.py):
+hyperparameters, and follows the `Estimator` protocol (estimators/protocol.py):
 
     est.init(theta, key) -> state
     est.estimate(theta, state, key) -> (meta_grad, state, metrics)
@@ -14,10 +14,13 @@ dtypes after every estimate) and metrics a flat dict. Pass the estimator itself 
 into the program. An estimator's settings are its dataclass fields (`settings(name)`), besides
 `problem` and, for the truncated ones (`takes_truncation(name)`), `trunc`.
 
-Layout: `base` (the protocols, truncation, slots and the unroll), `problems` (`LOProblem`, the
-learned-optimizer `Problem`), one module per estimator (`pes`, `es_single`, `tbptt`, `bmg` with
-its target and matching, `full_es`), `sharding` (the particle axis over devices), `probe` (the
-variance probe) and `toy` (problems with known meta-gradients, for tests).
+Layout, each module importing only those listed before it: `protocol` (the `Estimator` and
+`Problem` protocols, `Truncation`), `sharding` (the particle axis over devices), `unroll` (slots,
+one truncation of them, the divergence rule), `reduce` (gradients and metrics from an unroll),
+`problems` (`LOProblem`, the learned-optimizer `Problem`), one module per estimator (`pes`,
+`es_single`, `tbptt`, `bmg` with its target and matching, `full_es`), `compiled` (one jitted
+program per estimator class), `probe` (the variance probe) and `toy` (problems with known
+meta-gradients, for tests).
 
 >>> import jax, optax, inner_tasks, lopt
 >>> problem = LOProblem(task=inner_tasks.get_task("quadratic", dim=4), arch=lopt.LearnableAdam())
@@ -37,7 +40,7 @@ from typing import Any, Callable
 import jax
 
 from estimators import sharding
-from estimators.base import OBJECTIVES, Estimator, Problem, SlotState, Slots, Truncation
+from estimators.protocol import OBJECTIVES, Estimator, Problem, Truncation
 from estimators.bmg import BMG, MATCHINGS
 from estimators.compiled import PerClassJit, node_classes
 from estimators.es_single import ESSingle
@@ -46,6 +49,7 @@ from estimators.pes import PES
 from estimators.probe import variance_probe
 from estimators.problems import LOProblem
 from estimators.tbptt import TBPTT
+from estimators.unroll import SlotState, Slots
 
 ESTIMATORS = {"pes": PES, "es_single": ESSingle, "full_es": FullES, "tbptt": TBPTT, "bmg": BMG}
 NOT_SETTINGS = ("problem", "trunc")  # fields that are not settings: built by the caller

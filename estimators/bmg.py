@@ -25,16 +25,16 @@ nearly converged slots and tensors dominate the estimate (configs/bmg.py meta-tr
 diverged on held-out tasks). The former "sqdist_raw" is now "sqdist" and is refused under its old
 name with that explanation.
 
-Problems: BMG works on any `base.Problem` that also provides
+Problems: BMG works on any `Problem` that also provides
     params(s) -> x                  the inner parameters inside state s (what is matched)
     objective_grad(s, key) -> g     ∇_x of the problem's normalized per-step objective at s
     logits(s, x, key) -> logits     (kl only) predictions at params x on a batch drawn with key
 such as `LOProblem` and the linear-quadratic toy (`estimators.toy.LinearQuadratic`).
 
 Masking: each slot's gradient is computed apart (one copy of θ per slot) and averaged with
-`base.slot_mean` over the slots whose member is alive at the end of the truncation, whose target
+`slot_mean` over the slots whose member is alive at the end of the truncation, whose target
 is finite and whose gradient is finite; the others are counted in `meta/masked`. A dead member
-follows the divergence rule of estimators/base.py (frozen, cut from the backward pass, kept to
+follows the divergence rule of `estimators.unroll` (frozen, cut from the backward pass, kept to
 its horizon); a live member whose target diverged (the learned optimizer blows up within the L − 1
 steps after x_K, or the SGD step overflows) has its slot restarted at the next estimate.
 Metrics: `meta/loss` is the inner loss (from the unroll), `bmg/matching` the mean matching loss
@@ -59,7 +59,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from estimators import base
+from estimators.protocol import Problem, Truncated, Truncation
+from estimators.reduce import slot_mean, slot_metrics
+from estimators.unroll import SlotState, broadcast_theta, final_keys, guarded, init_slots, tree_select, unroll
 
 PyTree = Any
 MATCHINGS = ("sqdist", "sqdist_scaled", "kl")
@@ -71,7 +73,7 @@ RENAMED_MATCHINGS = {
 SCALED_EPS = 1e-4  # sqdist_scaled's w_i = 1 / (mean(x̃_i²) + SCALED_EPS)
 
 
-def target(problem: base.Problem, theta: PyTree, s: PyTree, key: jax.Array, lo_steps: int, lr: jax.Array) -> PyTree:
+def target(problem: Problem, theta: PyTree, s: PyTree, key: jax.Array, lo_steps: int, lr: jax.Array) -> PyTree:
     """Params after `lo_steps` more learned-optimizer steps of `problem` from its state `s`, then
     one SGD step of size `lr` along `problem.objective_grad` (the normalized objective, on a
     batch drawn with `key` itself); no gradient flows into the result."""
@@ -88,7 +90,7 @@ def scaled_weights(target: PyTree) -> PyTree:
     return jax.tree.map(lambda t: 1.0 / (jnp.mean(jnp.square(jax.lax.stop_gradient(t))) + SCALED_EPS), target)
 
 
-def match(problem: base.Problem, target: PyTree, s: PyTree, key: jax.Array, kind: str) -> jax.Array:
+def match(problem: Problem, target: PyTree, s: PyTree, key: jax.Array, kind: str) -> jax.Array:
     """BMG's matching loss μ(target, params of s) (one of `MATCHINGS`), differentiable in s only."""
     params = problem.params(s)
     target = jax.lax.stop_gradient(target)
@@ -115,13 +117,13 @@ def _all_finite_N(tree: PyTree) -> jax.Array:
 
 
 @struct.dataclass
-class BMG(base.Truncated):
-    """Static: problem (a `base.Problem` with `params` and `objective_grad`, and `logits` for kl),
+class BMG(Truncated):
+    """Static: problem (a `Problem` with `params` and `objective_grad`, and `logits` for kl),
     truncation (K = trunc_length), num_tasks, target_steps (L), matching (one of `MATCHINGS`).
     Traced: target_lr (the target's SGD step on the normalized objective)."""
 
     problem: Any
-    trunc: base.Truncation = struct.field(pytree_node=False, default=base.Truncation())
+    trunc: Truncation = struct.field(pytree_node=False, default=Truncation())
     num_tasks: int = struct.field(pytree_node=False, default=8)
     target_steps: int = struct.field(pytree_node=False, default=5)
     matching: str = struct.field(pytree_node=False, default="sqdist")
@@ -133,37 +135,37 @@ class BMG(base.Truncated):
         if self.matching not in MATCHINGS:
             raise ValueError(_matching_error(self.matching))
 
-    def init(self, theta: PyTree, key: jax.Array) -> base.SlotState:
-        return base.SlotState(base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, self.members))
+    def init(self, theta: PyTree, key: jax.Array) -> SlotState:
+        return SlotState(init_slots(self.problem, self.trunc, theta, key, self.num_tasks, self.members))
 
-    def estimate(self, theta: PyTree, state: base.SlotState, key: jax.Array):
-        keys = base.final_keys(key, self.num_tasks)
+    def estimate(self, theta: PyTree, state: SlotState, key: jax.Array):
+        keys = final_keys(key, self.num_tasks)
         tgt_fn = jax.vmap(functools.partial(target, self.problem), in_axes=(None, 0, 0, None, None))
         match_fn = jax.vmap(functools.partial(match, self.problem), in_axes=(0, 0, 0, None))
 
         def objective(thetas_N):  # one copy of θ per slot, so that each slot's gradient is its own
             thetas = jax.tree.map(lambda t: t[:, None], thetas_N)
-            slots, out = base.unroll(self.problem, self.trunc, thetas, None, state.slots, key)
+            slots, out = unroll(self.problem, self.trunc, thetas, None, state.slots, key)
             dead_N = slots.dead[:, 0]
             # A dead member's state is frozen and cut from the backward pass (as in the unroll).
-            inner = jax.tree.map(lambda x: x[:, 0], base._guarded(slots.dead, slots.inner))
+            inner = jax.tree.map(lambda x: x[:, 0], guarded(slots.dead, slots.inner))
             tgt = tgt_fn(theta, inner, keys, self.target_steps - 1, self.target_lr)
-            bad_N = ~dead_N & ~_all_finite_N(tgt)  # a dead member's target is moot (base's rule applies)
+            bad_N = ~dead_N & ~_all_finite_N(tgt)  # a dead member's target is moot (the divergence rule applies)
             skip_N = dead_N | bad_N
             # Slots left out match their own (stopped) params: μ = 0 with no gradient, not NaN.
             own_N = jax.lax.stop_gradient(jax.vmap(self.problem.params)(inner))
-            tgt = jax.vmap(base.tree_select)(skip_N, own_N, tgt)
+            tgt = jax.vmap(tree_select)(skip_N, own_N, tgt)
             mu_N = match_fn(tgt, inner, keys, self.matching)
             valid_N = ~skip_N & jnp.isfinite(mu_N)
             return jnp.sum(jnp.where(valid_N, mu_N, 0.0)), (slots, out, mu_N, valid_N, bad_N)
 
-        thetas_N = jax.tree.map(lambda t: t[:, 0], base.broadcast_theta(theta, self.num_tasks))
+        thetas_N = jax.tree.map(lambda t: t[:, 0], broadcast_theta(theta, self.num_tasks))
         grads_N, (slots, out, mu_N, valid_N, bad_N) = jax.grad(objective, has_aux=True)(thetas_N)
-        grad, masked, dropped = base.slot_mean(grads_N, valid_N)
+        grad, masked, dropped = slot_mean(grads_N, valid_N)
         kept_N = valid_N & _all_finite_N(grads_N)
         matching = jnp.sum(jnp.where(kept_N, mu_N, 0.0)) / jnp.maximum(jnp.sum(kept_N), 1).astype(mu_N.dtype)
         # A slot whose target diverged is restarted at the next estimate.
         slots = slots.replace(horizon=jnp.where(bad_N, slots.step, slots.horizon))
-        metrics = base.slot_metrics(slots, out, grad, masked, dropped) | {
+        metrics = slot_metrics(slots, out, grad, masked, dropped) | {
             "bmg/matching": matching, "bmg/bad_targets": jnp.sum(bad_N)}
-        return grad, base.SlotState(slots), metrics
+        return grad, SlotState(slots), metrics

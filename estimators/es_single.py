@@ -24,44 +24,46 @@ from typing import Any, ClassVar
 import jax
 from flax import struct
 
-from estimators import base
+from estimators.protocol import Truncated, Truncation
+from estimators.reduce import after_reset, antithetic_grad, slot_metrics
+from estimators.unroll import Slots, antithetic, init_slots, perturbations, tree_select, unroll
 
 PyTree = Any
 
 
 @struct.dataclass
 class ESSingleState:
-    slots: base.Slots
+    slots: Slots
     eps: PyTree  # the perturbation each slot applies to its current problem: leaves (N, ...)
 
 
 @struct.dataclass
-class ESSingle(base.Truncated):
+class ESSingle(Truncated):
     """Static: problem settings, truncation, num_tasks (antithetic pairs). Traced: sigma."""
 
     members: ClassVar[int] = 2  # θ+ε and θ−ε
 
     problem: Any
-    trunc: base.Truncation = struct.field(pytree_node=False, default=base.Truncation())
+    trunc: Truncation = struct.field(pytree_node=False, default=Truncation())
     num_tasks: int = struct.field(pytree_node=False, default=8)
     sigma: float = 0.01
 
     def init(self, theta: PyTree, key: jax.Array) -> ESSingleState:
         k_slots, k_eps = jax.random.split(key)
-        slots = base.init_slots(self.problem, self.trunc, theta, k_slots, self.num_tasks, self.members)
-        return ESSingleState(slots=slots, eps=base.perturbations(k_eps, theta, self.num_tasks, self.sigma))
+        slots = init_slots(self.problem, self.trunc, theta, k_slots, self.num_tasks, self.members)
+        return ESSingleState(slots=slots, eps=perturbations(k_eps, theta, self.num_tasks, self.sigma))
 
     def resample(self, theta: PyTree, state: ESSingleState, key: jax.Array) -> ESSingleState:
         """The state with every slot's perturbation redrawn as `init` draws it (`Estimator.resample`)."""
-        return state.replace(eps=base.perturbations(key, theta, self.num_tasks, self.sigma))
+        return state.replace(eps=perturbations(key, theta, self.num_tasks, self.sigma))
 
     def estimate(self, theta: PyTree, state: ESSingleState, key: jax.Array):
         k_eps, k_run = jax.random.split(key)
-        eps_next = base.perturbations(k_eps, theta, self.num_tasks, self.sigma)
-        slots, out = base.unroll(
-            self.problem, self.trunc, base.antithetic(theta, state.eps), base.antithetic(theta, eps_next),
+        eps_next = perturbations(k_eps, theta, self.num_tasks, self.sigma)
+        slots, out = unroll(
+            self.problem, self.trunc, antithetic(theta, state.eps), antithetic(theta, eps_next),
             state.slots, k_run,
         )
-        grad, masked, dropped = base.antithetic_grad(out, state.eps, eps_next, self.sigma)
-        eps = jax.vmap(base.tree_select)(base.after_reset(out), eps_next, state.eps)
-        return grad, ESSingleState(slots=slots, eps=eps), base.slot_metrics(slots, out, grad, masked, dropped)
+        grad, masked, dropped = antithetic_grad(out, state.eps, eps_next, self.sigma)
+        eps = jax.vmap(tree_select)(after_reset(out), eps_next, state.eps)
+        return grad, ESSingleState(slots=slots, eps=eps), slot_metrics(slots, out, grad, masked, dropped)

@@ -40,7 +40,9 @@ from evosax.core import fitness_shaping
 from jax.flatten_util import ravel_pytree
 from flax import struct
 
-from estimators import base
+from estimators.protocol import DEFAULT_MAX_LOSS, Truncation
+from estimators.reduce import finite_or_zero, unroll_metrics
+from estimators.unroll import Unrolled, init_slots, tree_select, unroll
 
 PyTree = Any
 
@@ -101,7 +103,7 @@ class FullESState:
 class FullES:
     """Static: problem, strategy and shaping names, population_size, horizon, num_tasks,
     objective, max_loss. Traced: sigma (the initial std of the search distribution).
-    objective: as `base.Truncation`'s; its one truncation is the whole horizon, so here
+    objective: as `Truncation`'s; its one truncation is the whole horizon, so here
     "truncation_end" is the loss at the end of the inner horizon.
 
     Its particles are the population members: the state (the search distribution) is shared by
@@ -117,7 +119,7 @@ class FullES:
     horizon: int = struct.field(pytree_node=False, default=100)
     num_tasks: int = struct.field(pytree_node=False, default=1)
     objective: str = struct.field(pytree_node=False, default="mean")
-    max_loss: float = struct.field(pytree_node=False, default=base.DEFAULT_MAX_LOSS)
+    max_loss: float = struct.field(pytree_node=False, default=DEFAULT_MAX_LOSS)
     sigma: float = 0.01
 
     def __post_init__(self):
@@ -131,7 +133,7 @@ class FullES:
                              f"{spec.why_not}. Valid shapings for {self.strategy!r}: {list(spec.shapings)}")
         if self.population_size < 2 or self.population_size % 2:
             raise ValueError(f"population_size must be even and >= 2, got {self.population_size}")
-        base.Truncation(trunc_length=self.horizon, objective=self.objective, max_loss=self.max_loss,
+        Truncation(trunc_length=self.horizon, objective=self.objective, max_loss=self.max_loss,
                         min_horizon=self.horizon, max_horizon=self.horizon)
 
     @property
@@ -143,8 +145,8 @@ class FullES:
         return self.population_size * self.num_tasks * self.horizon
 
     @property
-    def trunc(self) -> base.Truncation:
-        return base.Truncation(trunc_length=self.horizon, min_horizon=self.horizon, max_horizon=self.horizon,
+    def trunc(self) -> Truncation:
+        return Truncation(trunc_length=self.horizon, min_horizon=self.horizon, max_horizon=self.horizon,
                                lockstep=True, objective=self.objective, max_loss=self.max_loss)
 
     def _strategy(self, theta: PyTree):
@@ -176,14 +178,14 @@ class FullES:
         del theta, key
         return state
 
-    def fitness(self, population: PyTree, key: jax.Array) -> tuple[jax.Array, base.Unrolled]:
+    def fitness(self, population: PyTree, key: jax.Array) -> tuple[jax.Array, Unrolled]:
         """Mean objective of each member (leading axis P) over num_tasks full-horizon runs."""
         k_init, k_run = jax.random.split(key)
         one = jax.tree.map(lambda x: x[0], population)
-        slots = base.init_slots(self.problem, self.trunc, one, k_init, self.num_tasks, self.population_size,
+        slots = init_slots(self.problem, self.trunc, one, k_init, self.num_tasks, self.population_size,
                                 particle_axis=1)
         thetas = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.num_tasks,) + x.shape), population)
-        _, out = base.unroll(self.problem, self.trunc, thetas, None, slots, k_run, particle_axis=1)
+        _, out = unroll(self.problem, self.trunc, thetas, None, slots, k_run, particle_axis=1)
         return jnp.mean(out.before_NxM + out.after_NxM, axis=0), out
 
     def estimate(self, theta: PyTree, state: FullESState, key: jax.Array):
@@ -197,11 +199,11 @@ class FullES:
         with jax.numpy_rank_promotion("allow"):
             es_state, _ = es.tell(k_tell, population, fit_P, es_state, params)
         grad = unravel(mean - es_state.mean)
-        grad, dropped = base.finite_or_zero(grad)
-        es_state = base.tree_select(dropped, state.es, es_state)  # a dropped step leaves the search as it was
+        grad, dropped = finite_or_zero(grad)
+        es_state = tree_select(dropped, state.es, es_state)  # a dropped step leaves the search as it was
         # Every inner problem ran the whole horizon: that is where each one stopped. A diverged
         # member is not masked but scored max_loss (capped), so only a non-finite step drops.
-        metrics = base.unroll_metrics(out, grad, jnp.asarray(self.horizon, jnp.float32), dropped, dropped) | {
+        metrics = unroll_metrics(out, grad, jnp.asarray(self.horizon, jnp.float32), dropped, dropped) | {
             "es/population": jnp.asarray(self.population_size), "es/best_fitness": jnp.min(fit_P),
             "es/mean_fitness": jnp.mean(fit_P),
         }

@@ -24,39 +24,41 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from estimators import base
+from estimators.protocol import Truncated, Truncation
+from estimators.reduce import after_reset, antithetic_grad, slot_metrics
+from estimators.unroll import Slots, antithetic, init_slots, perturbations, tree_select, unroll
 
 PyTree = Any
 
 
 @struct.dataclass
 class PESState:
-    slots: base.Slots
+    slots: Slots
     accum: PyTree  # ξ per slot: leaves (N, ...)
 
 
 @struct.dataclass
-class PES(base.Truncated):
+class PES(Truncated):
     """Static: problem settings, truncation, num_tasks (antithetic pairs). Traced: sigma."""
 
     members: ClassVar[int] = 2  # θ+ε and θ−ε
 
     problem: Any
-    trunc: base.Truncation = struct.field(pytree_node=False, default=base.Truncation())
+    trunc: Truncation = struct.field(pytree_node=False, default=Truncation())
     num_tasks: int = struct.field(pytree_node=False, default=8)
     sigma: float = 0.01
 
     def init(self, theta: PyTree, key: jax.Array) -> PESState:
-        slots = base.init_slots(self.problem, self.trunc, theta, key, self.num_tasks, self.members)
+        slots = init_slots(self.problem, self.trunc, theta, key, self.num_tasks, self.members)
         accum = jax.tree.map(lambda t: jnp.zeros((self.num_tasks,) + jnp.shape(t), jnp.result_type(t)), theta)
         return PESState(slots=slots, accum=accum)
 
     def estimate(self, theta: PyTree, state: PESState, key: jax.Array):
         k_eps, k_run = jax.random.split(key)
-        eps = base.perturbations(k_eps, theta, self.num_tasks, self.sigma)
-        slots, out = base.unroll(self.problem, self.trunc, base.antithetic(theta, eps), None, state.slots, k_run)
+        eps = perturbations(k_eps, theta, self.num_tasks, self.sigma)
+        slots, out = unroll(self.problem, self.trunc, antithetic(theta, eps), None, state.slots, k_run)
         w_before = jax.tree.map(jnp.add, state.accum, eps)
-        grad, masked, dropped = base.antithetic_grad(out, w_before, eps, self.sigma)
-        restarted = base.after_reset(out)
-        accum = jax.vmap(base.tree_select)(restarted, eps, w_before)
-        return grad, PESState(slots=slots, accum=accum), base.slot_metrics(slots, out, grad, masked, dropped)
+        grad, masked, dropped = antithetic_grad(out, w_before, eps, self.sigma)
+        restarted = after_reset(out)
+        accum = jax.vmap(tree_select)(restarted, eps, w_before)
+        return grad, PESState(slots=slots, accum=accum), slot_metrics(slots, out, grad, masked, dropped)

@@ -1,6 +1,6 @@
 """The inner problem the estimators unroll: a learned optimizer training a task.
 
-`LOProblem` is a `base.Problem` (init, step, final_loss) and also gives what BMG's target and
+`LOProblem` is a `estimators.protocol.Problem` (init, step, final_loss) and also gives what BMG's target and
 matching (`estimators.bmg`) need of a problem: `params`, `objective_grad` and `logits`.
 
 >>> import jax, inner_tasks, lopt
@@ -89,7 +89,7 @@ class LOProblem:
         task = self.task.replace(inst=s["inst"])
         return self._normalized(s, self._objective(task, s["params"], key))[0]
 
-    # What BMG (estimators/bmg.py) needs besides a `base.Problem`.
+    # What BMG (estimators/bmg.py) needs besides a `estimators.protocol.Problem`.
 
     def params(self, s: dict) -> PyTree:
         """The inner params inside state `s`."""

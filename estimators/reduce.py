@@ -1,5 +1,5 @@
 """Reductions of an unroll: antithetic ES gradients, means over the slots whose terms are
-finite, and the flat metrics every estimator reports (`estimators.base` re-exports them).
+finite, and the flat metrics every estimator reports.
 
 >>> import jax.numpy as jnp
 >>> mean, masked, dropped = slot_mean({"w": jnp.asarray([[1.0], [jnp.nan], [3.0]])})
@@ -9,15 +9,13 @@ finite, and the flat metrics every estimator reports (`estimators.base` re-expor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from estimators.unroll import Slots, Unrolled
 from lopt.common import all_finite
-
-if TYPE_CHECKING:
-    from estimators.base import Slots, Unrolled
 
 PyTree = Any
 

@@ -1,6 +1,6 @@
 """The particle axis over a device mesh: SPMD sharding of the estimators' populations.
 
-Every estimator's population has one particle axis (`base.Estimator`: `num_particles` long, at
+Every estimator's population has one particle axis (`estimators.protocol.Estimator`: `num_particles` long, at
 `state_particle_axis` of its state): the slots of the truncated estimators (PES, ES-Single,
 TBPTT, BMG; axis 0 of every state leaf) and the population members of full-horizon ES (its
 state is shared; axis 1 of the inner states it builds). `make_mesh(d)` lays d devices along
@@ -26,14 +26,13 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-if TYPE_CHECKING:  # base imports this module (for `constrain`)
-    from estimators.base import Estimator
+from estimators.protocol import Estimator
 
 PyTree = Any
 AXIS = "particles"

@@ -13,14 +13,15 @@ optimizer with `optimizer_for`, so a task states its parametrization in one plac
 | `evaluation.tables`, `evaluation.plots` | results.md and the figures |
 | `evaluation.reuse`, `evaluation.ledger` | tuned baselines reused by task fingerprint; the `test` suite's ledger |
 | `evaluation.user_tasks`, `evaluation.user_data` | flax default-init models as users write them (MLP, residual LayerNorm MLP, convnets, GRU, autoencoder, transformer LM) on offline data meta-training never reads |
+| `evaluation.learned` | `optimizer_for`: a learned optimizer (architecture, θ) for a task |
 | `evaluation.speedup` | VeLO's speed-up metric |
 | `evaluation.heldout` | `Evaluator`: held-out tasks during meta-training, logged to TensorBoard |
 | `evaluation.in_family` | `python -m evaluation.in_family`: variants of a learned optimizer on fresh draws of a meta-training recipe's own family |
 | `evaluation.report` | `python -m evaluation.report`: model cards and figures for shipped optimizers |
 
-`optimizer_for` lives here and `Evaluator` is re-exported from `evaluation.heldout` on first use
-(`from evaluation import Evaluator`); the other submodules are imported by name (`from evaluation
-import evaluate`). The package itself imports none of them, so `python -m evaluation.evaluate` runs
+`optimizer_for` (from `evaluation.learned`) is re-exported here and `Evaluator` from
+`evaluation.heldout` on first use (`from evaluation import Evaluator`); the other submodules are
+imported by name (`from evaluation import evaluate`). The package itself imports no other, so `python -m evaluation.evaluate` runs
 its module once and sets its XLA flags before anything starts the backend.
 
 >>> import jax, inner_tasks, lopt
@@ -38,20 +39,7 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import optax
-
-    import inner_tasks
-
-
-def optimizer_for(arch: Any, theta: Any, task: inner_tasks.Task, num_steps: int) -> optax.GradientTransformationExtraArgs:
-    """The learned optimizer `arch` at θ for `task`, told the run's length: on a μP task with the
-    task's `roles=` and `fan_in=` (as in meta-training), on a standard one without them.
-
-    Static in the task (its spec decides), so it may be called under `jax.jit` with the task traced."""
-    return arch.optimizer(theta, num_steps=num_steps, **task.mup_options())
+from evaluation.learned import optimizer_for
 
 
 def __getattr__(name: str):

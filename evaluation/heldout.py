@@ -1,6 +1,6 @@
 """Held-out evaluation during meta-training: fixed tasks trained with the current learned
 optimizer (built by `evaluation.optimizer_for`) and with Adam, logged through a
-`monitoring.Writer`.
+`Writer` (a `monitoring.Writer` in meta-training).
 
 `Evaluator` takes typed values (the architecture, the held-out family and the run's numbers), not
 the config; meta-training calls `run` every `eval.every` steps and `histograms` every
@@ -16,7 +16,7 @@ the config; meta-training calls `run` every `eval.every` steps and `histograms` 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,14 +25,21 @@ import numpy as np
 import optax
 
 import inner_tasks
-from evaluation import optimizer_for
+from evaluation.learned import optimizer_for
 from inner_tasks.train import train_step
-
-if TYPE_CHECKING:
-    from monitoring import Writer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+
+
+class Writer(Protocol):
+    """Where `Evaluator` logs: the part of a TensorBoard writer it uses (`monitoring.Writer` is one)."""
+
+    def scalars(self, step: int, metrics: Mapping[str, Any]) -> None: ...
+
+    def figure(self, step: int, tag: str, fig: Any) -> None: ...
+
+    def histogram(self, step: int, tag: str, values: Any) -> None: ...
 
 
 def curve_figure(curves: Sequence[Mapping[str, tuple[np.ndarray, np.ndarray]]], titles: Sequence[str]):

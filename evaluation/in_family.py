@@ -6,8 +6,11 @@ from the recipe's family with a key no run uses, each trained `steps` steps from
 per variant, scored by final/initial validation loss (8 validation batches; a non-finite end
 scores 100). The variants of one architecture are stacked and vmapped, so each task compiles once.
 
-    python -m evaluation.in_family --config configs/generalist_progress.py \\
-        --lopt checkpoints/exports/generalist5_step1131.safetensors --progress_init 0,0.25,0.5,1 --tasks 30
+    python -m evaluation.in_family --config RECIPE.py --lopt A.safetensors,B.safetensors --tasks 30
+    python -m evaluation.in_family --config RECIPE.py --lopt CELO.safetensors --progress_init 0,0.25,0.5,1
+
+The family is the recipe file's `family` section, read as plain settings by
+`inner_tasks.family_from_settings` (the recipe is data here: nothing else of it is built or checked).
 
 `--progress_init a1,a2,…` adopts the file into Celo with `progress_feature=True` and the progress
 weight at a·ln(10) (a: decades of step per decade of gradient RMS); `--decay_gate k1,k2,…` adopts
@@ -79,11 +82,14 @@ def summary(ratios: np.ndarray, names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _config(path: str):
+def recipe_family(path: str) -> inner_tasks.TaskFamily:
+    """The task family of the recipe file at `path`: its `get_config().family` section as settings."""
     spec = importlib.util.spec_from_file_location("recipe", pathlib.Path(path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    section = module.get_config().family
+    settings = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    return inner_tasks.family_from_settings(settings, "config.family")
 
 
 def _adopt_one(loaded: list, option: str, **changes) -> tuple[Any, Any]:
@@ -125,9 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=2)
     args = ap.parse_args(argv)
-    from configs import build  # the CLI only: the library part takes typed values
     try:
-        family = build.build(_config(args.config)).family
+        family = recipe_family(args.config)
         arch, thetas, names = variants([f for f in args.lopt.split(",") if f],
                                        [float(a) for a in args.progress_init.split(",") if a],
                                        [float(k) for k in args.decay_gate.split(",") if k])

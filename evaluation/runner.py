@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 import inner_tasks
-from evaluation import optimizer_for
+from evaluation.learned import optimizer_for
 from evaluation.baselines import FAMILIES
 from inner_tasks.train import train_step
 

@@ -1,6 +1,6 @@
 """Pure-JAX models in standard ('sp') and μP ('mup') parametrizations, with μP metadata.
 
-Rules (μLO, ../shared/research/mulo-velo.md §1.1):
+Rules (as μLO, Thérien et al. 2024, parametrizes its tasks):
 - 'mup': input and hidden weights ~ N(0, 1/fan_in); the output layer is zero-initialized and its
   pre-activations are multiplied by 1/fan_in; attention logits are divided by d_head.
 - 'sp': every weight ~ N(0, 1/fan_in) (LeCun), no output multiplier, logits divided by √d_head.

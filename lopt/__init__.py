@@ -8,8 +8,9 @@ state is the pair (the architecture's state, optax.EmptyState()). Files written 
 back with `load` (ready optimizer) or `load_theta` (architecture and theta).
 
 Modules: `celo`, `mulo`, `velo`, `adam` (the architectures), `features` and `common` (what they share),
-`mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file), `tensorfile`
-(pytree tensor names, digests and atomic writes, shared with `checkpoints`), and `online` with
+`registry` (the architectures by name), `mup` (roles, fan-ins and `scale_by_mup`), `io` (the
+learned-optimizer file), `tensorfile` (pytree tensor names, digests and atomic writes, shared with
+`checkpoints`), and `online` with
 `online_rules` (online meta-learning of an update rule's meta-parameters during one training run,
 standard / optimistic (BMG) / look-ahead meta-gradients, as an optax transformation: `online_meta`).
 
@@ -30,17 +31,8 @@ from lopt.online import (OnlineMetaState, bmg_target, lookahead_meta_grad, onlin
                          standard_meta_grad, unrolled_meta_grad)
 from lopt.online_rules import (UpdateRule, elementwise_adam, elementwise_sgd, elementwise_sgd_bmg_closed_form,
                                learned, momentum)
+from lopt.registry import ARCHITECTURES, get_arch
 from lopt.velo import VeLO
-
-ARCHITECTURES = {"mulo": MuLO, "velo": VeLO, "adam": LearnableAdam, "celo": Celo}
-
-
-def get_arch(name: str, **config):
-    """An architecture config by name (see ARCHITECTURES)."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; valid: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[name](**config)
-
 
 __all__ = [
     "ARCHITECTURES", "FEATURE_VERSION", "Celo", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",

@@ -28,6 +28,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from lopt.registry import ARCHITECTURES
 from lopt.tensorfile import path_str, tensor_digest, write_atomic
 
 FORMAT_VERSION = 1
@@ -37,12 +38,6 @@ PyTree = Any
 
 class LoptFileError(ValueError):
     """A learned-optimizer file is missing, foreign, corrupted or incompatible."""
-
-
-def _architectures() -> dict:
-    from lopt import ARCHITECTURES  # pylint: disable=import-outside-toplevel
-
-    return ARCHITECTURES
 
 
 def _flatten(theta: PyTree) -> dict[str, np.ndarray]:
@@ -100,7 +95,7 @@ def resolve(path_or_name: str | os.PathLike) -> pathlib.Path:
 
 
 def _arch_from_header(header: dict, path) -> Any:
-    archs = _architectures()
+    archs = ARCHITECTURES
     name = header.get("arch")
     if name not in archs:
         raise LoptFileError(f"{path}: unknown architecture {name!r}; this lopt knows {sorted(archs)}")

@@ -1,4 +1,5 @@
-"""Online meta-learning of an update rule, as an optax transformation (omg.md §2–3).
+"""Online meta-learning of an update rule, as an optax transformation: standard,
+optimistic (a bootstrapped target) and look-ahead meta-gradients.
 
 One learner, one task, one lifetime: the learner steps x_{t+1} = x_t + φ(x_t, w_t) with a rule φ
 (`lopt.online_rules`), and its meta-parameters w are adapted while it trains, w_{t+1} = U(w_t, G_t)

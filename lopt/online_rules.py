@@ -14,7 +14,8 @@ Rules whose w has exactly the params' structure set the class attribute `per_par
 - `elementwise_sgd(lr)`: w = log lr per element, φ = −exp(w) ⊙ g;
 - `elementwise_adam(lr, b1, b2, eps)`: φ = −exp(w) ⊙ adam_direction(g), Adam's moments in rule_state
   (they do not depend on w);
-- `momentum()`: w has the params' structure, starts at zero, φ = w (heavy ball / Nesterov, omg.md §2–3);
+- `momentum()`: w has the params' structure, starts at zero, φ = w (heavy ball in standard mode,
+  Nesterov in look-ahead mode);
 - `learned(arch, theta, num_steps)`: w = theta of a `lopt` architecture, φ = that optimizer's update.
 
 >>> import jax.numpy as jnp, numpy as np
@@ -217,7 +218,8 @@ def elementwise_sgd_bmg_closed_form(w: PyTree, grads: PyTree, target: PyTree, ne
 
         G = ∇_w ½‖x̃ − (x_t − exp(w) ⊙ g_t)‖² = exp(w) ⊙ g_t ⊙ (x̃ − x_{t+1})
 
-    with `grads` = g_t, `target` = x̃ and `next_params` = x_{t+1} = x_t − exp(w) ⊙ g_t (omg.md §3.2).
+    with `grads` = g_t, `target` = x̃ and `next_params` = x_{t+1} = x_t − exp(w) ⊙ g_t (the chain rule
+    through one step of the rule).
 
     >>> import jax.numpy as jnp
     >>> elementwise_sgd_bmg_closed_form(jnp.zeros(2), jnp.ones(2), jnp.array([1.0, 2.0]), jnp.ones(2)).tolist()

@@ -100,7 +100,7 @@ def test_bmg_matches_the_finite_difference_gradient_of_the_matching_loss(matchin
 @pytest.mark.parametrize("poison", ["nan", "diverges"])
 def test_bmg_masks_a_dead_slot_alone(poison):
     """A slot whose state is NaN or whose loss passes max_loss is dead and left out: the estimate
-    is the other slots' mean, unchanged; the dead slot keeps its horizon (estimators/base.py)."""
+    is the other slots' mean, unchanged; the dead slot keeps its horizon (`estimators.unroll`)."""
     problem, theta = lq(), theta0()
     starts = starts_for(problem)
     bad = starts.copy()

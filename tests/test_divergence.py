@@ -1,4 +1,4 @@
-"""The divergence rule (estimators/base.py) and the masking of non-finite estimates (float64).
+"""The divergence rule (`estimators.unroll`) and the masking of non-finite estimates (float64).
 
 `Cliff` is a one-parameter unroll whose smooth part rewards a larger θ while its state explodes
 for θ above about 1.14: the capped objective L̃(θ) = Σ_t ℓ̃_t / K (ℓ̃ = max_loss from the first
@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from flax import struct
 
-from estimators import ESSingle, FullES, PES, TBPTT, Truncation, base
+from estimators import ESSingle, FullES, PES, TBPTT, Truncation
+from estimators.protocol import DEFAULT_MAX_LOSS
+from estimators.reduce import slot_mean
 from estimators.toy import LinearQuadratic
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -197,17 +199,17 @@ def test_every_slot_masked_drops_the_estimate():
 
 def test_slot_mean_averages_the_finite_valid_slots():
     x = {"a": jnp.asarray([[1.0, 2.0], [jnp.nan, 0.0], [3.0, 4.0]]), "b": jnp.asarray([1.0, 5.0, jnp.inf])}
-    mean, masked, dropped = base.slot_mean(x)
+    mean, masked, dropped = slot_mean(x)
     np.testing.assert_allclose(mean["a"], [1.0, 2.0]) and np.testing.assert_allclose(mean["b"], 1.0)
     assert int(masked) == 2 and not bool(dropped)
-    mean, masked, dropped = base.slot_mean(x, valid_N=jnp.asarray([False, True, True]))
+    mean, masked, dropped = slot_mean(x, valid_N=jnp.asarray([False, True, True]))
     assert int(masked) == 3 and bool(dropped) and float(mean["b"]) == 0.0
 
 
 def test_max_loss_has_one_finite_default_shared_by_library_and_configs():
     from configs.base import base_config
 
-    assert base_config().estimator.max_loss == base.DEFAULT_MAX_LOSS == Truncation().max_loss
-    assert FullES(problem=Cliff()).max_loss == base.DEFAULT_MAX_LOSS and np.isfinite(base.DEFAULT_MAX_LOSS)
+    assert base_config().estimator.max_loss == DEFAULT_MAX_LOSS == Truncation().max_loss
+    assert FullES(problem=Cliff()).max_loss == DEFAULT_MAX_LOSS and np.isfinite(DEFAULT_MAX_LOSS)
     with pytest.raises(ValueError, match="max_loss must be a positive finite number"):
         Truncation(max_loss=float("inf"))

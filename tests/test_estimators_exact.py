@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from flax import struct
 
-from estimators import ESSingle, FullES, PES, PerClassJit, TBPTT, Truncation, base, variance_probe
+from estimators import ESSingle, FullES, PES, PerClassJit, TBPTT, Truncation, variance_probe
+from estimators.protocol import DEFAULT_MAX_LOSS
 from estimators.toy import LinearQuadratic
 
 T, SIGMA = 20, 0.1
@@ -41,7 +42,7 @@ def exact_grad(problem, theta, scale):
     return jax.grad(objective)(theta)["theta"]
 
 
-def lockstep(k, max_loss=base.DEFAULT_MAX_LOSS):
+def lockstep(k, max_loss=DEFAULT_MAX_LOSS):
     return Truncation(trunc_length=k, min_horizon=T, max_horizon=T, lockstep=True, max_loss=max_loss)
 
 
@@ -270,4 +271,4 @@ def test_staggered_slots_cover_the_horizon():
     assert horizons.min() >= 50 and horizons.max() <= 200
     # Log-uniform: the geometric midpoint √(50·200) = 100 splits the mass in half.
     assert abs(np.mean(horizons < 100) - 0.5) < 0.05
-    assert base.Truncation(lockstep=True).sample_horizon(jax.random.key(0), (3,)).tolist() == [1000] * 3
+    assert Truncation(lockstep=True).sample_horizon(jax.random.key(0), (3,)).tolist() == [1000] * 3

@@ -1,6 +1,7 @@
 """evaluation.in_family: variants of a learned optimizer on fresh draws of a recipe's family."""
 
 import math
+import pathlib
 
 import jax
 import numpy as np
@@ -54,7 +55,7 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     path = lopt.save(tmp_path / "a.safetensors", adam, adam.init(jax.random.key(0)))
     with pytest.raises(ValueError, match="exactly one celo file"):
         in_family.variants([str(path)], [0.5])
-    assert in_family.main(["--config", "configs/generalist_progress.py", "--lopt", str(tmp_path / "none")]) == 2
+    assert in_family.main(["--config", "configs/tiny.py", "--lopt", str(tmp_path / "none")]) == 2
     assert "no learned-optimizer file" in capsys.readouterr().err
     assert in_family.main(["--config", str(tmp_path / "none.py"), "--lopt", str(path)]) == 2
     assert capsys.readouterr().err.startswith("error: ")
@@ -79,3 +80,12 @@ def test_decay_gate_variants_zero_is_the_file_itself(tmp_path):
     np.testing.assert_allclose(ratios[:, 0], plain[:, 0], rtol=1e-5)
     with pytest.raises(ValueError, match="not both"):
         in_family.variants([str(path)], [0.5], [0.5])
+
+
+def test_a_recipes_family_is_the_one_meta_training_builds_from_it():
+    from configs import build, mulo_mup  # tests may import any layer; evaluation itself does not
+
+    recipe = pathlib.Path(__file__).resolve().parents[1] / "configs" / "mulo_mup.py"
+    family = in_family.recipe_family(str(recipe))
+    assert isinstance(family, inner_tasks.MixtureFamily)
+    assert family == build.build(mulo_mup.get_config()).family

@@ -1,4 +1,4 @@
-"""lopt.online: the exact identities of online meta-learning in float64 (omg.md §2–3, §6(a0)):
+"""lopt.online: the exact identities of online meta-learning in float64:
 heavy ball and Nesterov iterate for iterate, optimistic L = 1 = α × standard, the element-wise
 closed form against autodiff, and the unrolled meta-gradient against finite differences."""
 

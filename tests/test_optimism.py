@@ -1,21 +1,19 @@
-"""The OMG reproduction (issue 17): the Lessard function, the library's heavy-ball limit cycle and
-optimistic convergence at `python -m evaluation.optimism`'s settings, the online config's typed
-values and errors, and one tiny online run through meta_train.run writing TensorBoard events."""
+"""The optimistic meta-gradients experiment (experiments/optimism): the Lessard function, the
+library's heavy-ball limit cycle and optimistic convergence at `reproduce`'s settings, the `online`
+command's typed values and errors, and one tiny online run writing TensorBoard events."""
 
 import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import meta_train
-from configs import build, online_fmnist, online_fmnist_adam
-from evaluation import optimism_convex as oc
-from evaluation import optimism_mlp as om
-from outer.online import OnlineSetup
+from experiments.optimism import convex as oc
+from experiments.optimism import mlp as om
+from experiments.optimism import run as command
+from experiments.optimism.online_run import PRESETS, OnlineSetup
 
 
 def test_lessard_is_smooth_and_strongly_convex(x64):
@@ -64,58 +62,51 @@ def test_quadratic_control_both_converge(x64):
     assert _gaps(q, "standard")[100] < 1e-25 and _gaps(q, "optimistic")[100] < 1e-15
 
 
-def test_online_config_becomes_typed_values():
-    s = build.build_online(online_fmnist.get_config())
-    assert isinstance(s, OnlineSetup) and (s.rule, s.mode, s.target_steps, s.target_lr) == ("sgd", "optimistic", 5, 0.3)
+def _setup(*argv: str) -> OnlineSetup:
+    return command.online_setup(command.parser().parse_args(["online", "--workdir", "unused", *argv]))
+
+
+def test_online_flags_become_typed_values():
+    s = _setup()
+    assert s == PRESETS["sgd"] and (s.rule, s.mode, s.target_steps, s.target_lr) == ("sgd", "optimistic", 5, 0.3)
     assert s.method().gradients_per_step == 6
-    a = build.build_online(online_fmnist_adam.get_config())
-    assert (a.rule, a.lr0, a.target_lr) == ("adam", 3e-3, 10.0)
-    standard = OnlineSetup(mode="standard").method()
+    a = _setup("--preset", "adam")
+    assert (a.rule, a.lr0, a.target_lr, a.meta_lr) == ("adam", 3e-3, 10.0, 1e-3)
+    assert _setup("--preset", "adam", "--meta_lr", "3e-3").meta_lr == 3e-3  # a flag replaces the preset's value
+    standard = _setup("--mode", "standard").method()
     assert standard.target_steps == 1 and standard.target_lr is None and standard.gradients_per_step == 1
 
 
-def _config(**online):
-    c = online_fmnist.get_config()
-    c.unlock()
-    c.online.update(online)
-    return c
-
-
-@pytest.mark.parametrize("config, match", [
-    (lambda: _config(mode="bogus"), r"mode='bogus' is not one of \['standard', 'optimistic'\]"),
-    (lambda: _config(rule="lion"), r"rule='lion'"),
-    (lambda: _config(target_steps=0, meta_lr=-1.0), r"target_steps must be an integer >= 1.*|meta_lr must be a positive"),
-    (lambda: _config(steps=250), "steps=250 must be a multiple of log_every=100"),
-    (lambda: _config(meta_optimizer="rmsprop"), "meta_optimizer"),
+@pytest.mark.parametrize("argv, match", [
+    (("--mode", "bogus"), r"mode='bogus' is not one of \['standard', 'optimistic'\]"),
+    (("--rule", "lion"), r"rule='lion'"),
+    (("--target_steps", "0", "--meta_lr", "-1"), r"target_steps must be an integer >= 1.*|meta_lr must be a positive"),
+    (("--steps", "250"), "steps=250 must be a multiple of log_every=100"),
+    (("--meta_optimizer", "rmsprop"), "meta_optimizer"),
 ])
-def test_bad_online_values_fail_clearly(config, match):
+def test_bad_online_values_fail_clearly(argv, match, capsys):
     with pytest.raises(ValueError, match=match):
-        build.build_online(config())
+        _setup(*argv)
+    assert command.main(["online", "--workdir", "unused", *argv]) == 2
+    assert capsys.readouterr().err.startswith("error: online run: ")
 
 
-def test_unknown_online_keys_fail_clearly():
-    c = online_fmnist.get_config()
-    c.unlock()
-    c.online.meta_lrr = 1e-3
-    with pytest.raises(ValueError, match=r"unknown keys in config.online: \['meta_lrr'\]"):
-        build.build_online(c)
-    c = online_fmnist.get_config()
-    c.unlock()
-    c.estimator = ml_collections.ConfigDict(dict(name="pes"))
-    with pytest.raises(ValueError, match="only an `online` section"):
-        build.build_online(c)
+def test_unknown_online_flags_fail_clearly(capsys):
+    with pytest.raises(SystemExit):
+        command.main(["online", "--workdir", "unused", "--meta_lrr", "1e-3"])
+    assert "unrecognized arguments: --meta_lrr" in capsys.readouterr().err
 
 
-def test_tiny_online_run_writes_tensorboard_events(tmp_path, fashion_mnist_dir):
-    config = _config(steps=20, log_every=10, hidden=8, target_steps=2)
-    summary = meta_train.run(config, str(tmp_path))
-    assert summary["steps"] == 20 and np.isfinite(summary["learner_train_loss"])
+def test_tiny_online_run_writes_tensorboard_events(tmp_path, fashion_mnist_dir, capsys):
+    argv = ["online", "--workdir", str(tmp_path), "--steps", "20", "--log_every", "10", "--hidden", "8",
+            "--target_steps", "2"]
+    assert command.main(argv) == 0
+    assert "steps: 20" in capsys.readouterr().out
     acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0}).Reload()
     assert set(om.METRICS) <= set(acc.Tags()["scalars"])
     for key in om.METRICS:
         assert [e.step for e in acc.Scalars(key)] == [10, 20]
+    assert np.isfinite(acc.Scalars("learner/train_loss")[-1].value)
     rates = [acc.Scalars(f"rates/{q}")[-1].value for q in ("p10", "p50", "p90")]
     assert rates[0] <= rates[1] <= rates[2] and rates[0] != rates[2]  # the rates moved apart from lr0
     assert acc.Scalars("meta/matching_loss")[-1].value > 0 and acc.Scalars("meta/skipped")[-1].value == 0
-    with pytest.raises(ValueError, match="no learned-optimizer file"):
-        meta_train.run(config, str(tmp_path), export_only=True)

@@ -1,4 +1,4 @@
-"""Tables and plots of `evaluation.optimism`'s results (text for the terminal, results.md, PNGs)."""
+"""Tables and plots of `experiments.optimism.run reproduce`'s results (text for the terminal, results.md, PNGs)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def convex_tables(c: dict) -> list[str]:
             lines.append(f"| {PROBLEM_NAMES[prob]} | {A1_NAMES[m]} | {r['eta']:.4g} | {r['beta']:.4g} | "
                          + " | ".join(_g(at[t]) for t in steps)
                          + f" | {r['contraction']:.3f} | {rng} | {'–' if diff is None else f'{diff:.1e}'} |")
-    for key, title in (("fairness", "omg.md's grid"), ("fairness_wide", "wider grid, holding Polyak's step")):
+    for key, title in (("fairness", "grid η·L ≤ 2"), ("fairness_wide", "wider grid, holding Polyak's step")):
         f = c[key]
         lines += ["", f"### Fairness ablation ({title}): (η, β) tuned per method for the best worst-case contraction", "",
                   f"Grid η·L ∈ {len(f['etas_over_L'])} points {f['etas_over_L'][0]:g}…{f['etas_over_L'][-1]:g}, "
@@ -157,7 +157,7 @@ def plot_convex(c: dict, out: pathlib.Path) -> None:
         ax.plot(f[m]["eta_times_L"], f[m]["beta"], "r*", ms=12, label="best worst case")
         tq = f[m]["tuned_on_quadratic"]
         ax.plot(tq["eta_times_L"], tq["beta"], "wo", ms=7, mfc="none", label="best on the quadratic alone")
-        ax.axvline(2.0, color="w", ls=":", lw=1)  # the edge of omg.md's grid
+        ax.axvline(2.0, color="w", ls=":", lw=1)  # the edge of the η·L ≤ 2 grid
         ax.legend(fontsize=7, loc="lower left")
         ax.set(title=f"{A1_NAMES[m]}: worst case {f[m]['best_worst_case']:.3f}", xlabel="η·L", ylabel="β")
         fig.colorbar(im, ax=ax, label="worst-case contraction (clipped at 1)")

@@ -1,22 +1,12 @@
-"""The two interfaces of the package and the shared machinery of the truncated estimators.
+"""The population of a truncated estimator and one truncation of it: slots, the unroll, the divergence rule.
 
-`Estimator` is what callers (the outer loop, `estimators.sharding`, config checks) rely on:
-`init`, `estimate`, `resample` (fresh noise for the variance probe), the particle count and axis,
-the setting that sets the count, and the inner steps behind one estimate. `Problem` is what an
-estimator unrolls: any object with
-
-    init(theta, key) -> S               a fresh inner problem (new task instance, params, optimizer state)
-    step(theta, s, key) -> (S, loss)    one inner update and the meta-objective term of that step
-    final_loss(theta, s, key) -> loss   the objective at state s (objective="truncation_end" takes it
-                                        at the state each slot reaches at the end of the truncation)
-
-where S is any pytree. A population holds `num_tasks` slots; each slot runs `M` members that
-share the task, the data and every key and differ only in the meta-parameters they apply
-(M=2 for an antithetic pair θ±ε, M=1 for the gradient-based estimators). Slots are
-step-unlocked: each has its own step counter and horizon, and a slot whose horizon ends restarts
-on a freshly sampled task inside the truncation. `Truncated` gives the truncated estimators their
-`Estimator` attributes; `SlotState` is the state of those (TBPTT, BMG) that keep nothing per slot
-but the slots.
+A population holds `num_tasks` slots; each slot runs `M` members that share the task, the data
+and every key and differ only in the meta-parameters they apply (M=2 for an antithetic pair θ±ε,
+M=1 for the gradient-based estimators). Slots are step-unlocked: each has its own step counter
+and horizon, and a slot whose horizon ends restarts on a freshly sampled task inside the
+truncation. `unroll` runs every slot through one truncation and returns `Unrolled`, what the
+estimators reduce into a gradient (`estimators.reduce`); `SlotState` is the state of the
+estimators (TBPTT, BMG) that keep nothing per slot but the slots.
 
 Divergence (one rule for every estimator): a member whose per-step objective is non-finite or
 reaches `max_loss` is dead for the rest of its inner problem. Every objective term it produces
@@ -33,113 +23,12 @@ a constant). The price is the dead members' steps, computed and discarded until 
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Any, ClassVar, Protocol, runtime_checkable
-
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from estimators.protocol import Problem, PyTree, Truncation
 from estimators.sharding import constrain
-
-PyTree = Any
-OBJECTIVES = ("mean", "truncation_end")
-DEFAULT_MAX_LOSS = 100.0  # the shared default: 100× the problem's first loss when normalized
-RENAMED_OBJECTIVES = {"final": "objective 'final' was renamed 'truncation_end': it is the loss at the end of each "
-                               "truncation, not of the inner horizon"}
-
-
-class Problem(Protocol):
-    def init(self, theta: PyTree, key: jax.Array) -> PyTree: ...
-
-    def step(self, theta: PyTree, s: PyTree, key: jax.Array) -> tuple[PyTree, jax.Array]: ...
-
-    def final_loss(self, theta: PyTree, s: PyTree, key: jax.Array) -> jax.Array: ...
-
-
-@runtime_checkable
-class Estimator(Protocol):
-    """A meta-gradient estimator, as its callers see it.
-
-    state_particle_axis: the axis of every state leaf that runs over the particles (0 for the
-        truncated estimators, whose state is all per slot), or None when the state is shared by
-        all particles (full-horizon ES: its state is the search distribution, and its particles
-        are the population members along axis 1 of the inner states it builds).
-    particle_setting: the estimator setting that sets `num_particles` (for messages).
-    """
-
-    state_particle_axis: ClassVar[int | None]
-    particle_setting: ClassVar[str]
-
-    @property
-    def num_particles(self) -> int:
-        """The length of the particle axis (what a device mesh must divide)."""
-
-    @property
-    def inner_steps_per_estimate(self) -> int:
-        """Inner steps (every member of every particle) behind one estimate."""
-
-    def init(self, theta: PyTree, key: jax.Array) -> PyTree: ...
-
-    def estimate(self, theta: PyTree, state: PyTree, key: jax.Array) -> tuple[PyTree, PyTree, dict[str, jax.Array]]:
-        """(meta-gradient shaped like θ, the next state with `init`'s shapes and dtypes, flat metrics).
-
-        The metrics hold at least `meta/loss`, `meta/grad_norm`, `meta/masked` (slots or members
-        left out of the estimate because their contribution was not finite) and `meta/dropped`
-        (1 when nothing was left: the gradient is zeros and callers must not step on it)."""
-
-    def resample(self, theta: PyTree, state: PyTree, key: jax.Array) -> PyTree:
-        """`state` with the noise that it carries into the next estimate drawn afresh from `key`
-        (same shapes and dtypes), so that estimates from independently resampled copies of one
-        state are independent draws of the estimator at that state. The variance probe calls it
-        before every repeat. ES-Single redraws each slot's perturbation, which otherwise holds
-        for the whole inner problem and makes every repeat identical; the default (`Truncated`,
-        full ES) returns `state` as is: `estimate` already draws all its noise from its key (PES's
-        accumulator is not such noise but the record of the noise its inner states were built with)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Truncation:
-    """Static unroll settings shared by the truncated estimators.
-
-    trunc_length: inner steps per estimate (K).
-    min_horizon, max_horizon: inner-problem lengths are log-uniform over [min, max].
-    lockstep: every slot starts together and runs exactly max_horizon steps (no staggering).
-    objective: "mean" of the per-step losses over the truncation, or "truncation_end": the loss
-        (`Problem.final_loss`) at the state each slot reaches at the end of the truncation, which
-        is the end of the inner horizon only when the truncation covers it (full-horizon ES).
-        ("final", its former name, is refused with that explanation.)
-    max_loss: a per-step objective at or above this (or non-finite) marks the member dead: it
-        contributes max_loss for the rest of its inner problem (the module docstring's rule).
-    """
-
-    trunc_length: int = 20
-    min_horizon: int = 100
-    max_horizon: int = 1000
-    lockstep: bool = False
-    objective: str = "mean"
-    max_loss: float = DEFAULT_MAX_LOSS
-
-    def __post_init__(self):
-        if self.trunc_length < 1:
-            raise ValueError(f"trunc_length must be >= 1, got {self.trunc_length}")
-        if not 1 <= self.min_horizon <= self.max_horizon:
-            raise ValueError(f"need 1 <= min_horizon <= max_horizon, got {self.min_horizon}, {self.max_horizon}")
-        if self.objective in RENAMED_OBJECTIVES:
-            raise ValueError(RENAMED_OBJECTIVES[self.objective])
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; valid: {list(OBJECTIVES)}")
-        if not (self.max_loss > 0 and math.isfinite(self.max_loss)):
-            raise ValueError(f"max_loss must be a positive finite number, got {self.max_loss}")
-
-    def sample_horizon(self, key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
-        """Log-uniform integer horizons in [min_horizon, max_horizon] (max_horizon in lockstep)."""
-        if self.lockstep or self.min_horizon == self.max_horizon:
-            return jnp.full(shape, self.max_horizon, jnp.int32)
-        lo, hi = math.log(self.min_horizon), math.log(self.max_horizon + 1)
-        h = jnp.exp(jax.random.uniform(key, shape, minval=lo, maxval=hi))
-        return jnp.clip(jnp.floor(h), self.min_horizon, self.max_horizon).astype(jnp.int32)
 
 
 @struct.dataclass
@@ -151,28 +40,6 @@ class Slots:
     step: jax.Array
     horizon: jax.Array
     dead: jax.Array
-
-
-class Truncated:
-    """The `Estimator` attributes of a truncated estimator (fields num_tasks and trunc): its
-    particles are its `num_tasks` slots, axis 0 of every state leaf, each running `members`."""
-
-    members: ClassVar[int] = 1
-    state_particle_axis: ClassVar[int | None] = 0
-    particle_setting: ClassVar[str] = "num_tasks"
-
-    @property
-    def num_particles(self) -> int:
-        return self.num_tasks
-
-    @property
-    def inner_steps_per_estimate(self) -> int:
-        return self.members * self.num_tasks * self.trunc.trunc_length
-
-    def resample(self, theta: PyTree, state: PyTree, key: jax.Array) -> PyTree:
-        """`Estimator.resample`'s default: `estimate` draws all its noise from its key."""
-        del theta, key
-        return state
 
 
 @struct.dataclass
@@ -244,7 +111,7 @@ def unroll(
     members. thetas_*: leaves (N, M, ...); `thetas_after` (None: the same) applies from a slot's
     first reset inside the truncation. Fresh problems are built only on steps where some slot
     restarts (`lax.cond` at population level), so resets cost nothing on the other steps. Dead
-    members follow the module docstring's rule (`_guarded`).
+    members follow the module docstring's rule (`guarded`).
 
     Under a mesh (see `estimators.sharding`), the carry is pinned to the particle axis: the
     slots (`particle_axis=0`) or the members (`particle_axis=1`, full-horizon ES)."""
@@ -272,7 +139,7 @@ def unroll(
         inner = jax.lax.cond(jnp.any(reset), restart, lambda inner: inner, inner)
         horizon = jnp.where(reset, trunc.sample_horizon(k_h, (n,)), horizon)
         step = jnp.where(reset, 0, step)
-        (thetas_in, inner_in) = _guarded(dead, (thetas, inner))
+        (thetas_in, inner_in) = guarded(dead, (thetas, inner))
         new, loss_NxM = per_slot(problem.step)(thetas_in, inner_in, jax.random.split(k_step, n))
         diverged = ~dead & _diverges(loss_NxM, trunc.max_loss)
         dead = dead | diverged
@@ -307,7 +174,7 @@ def _per_member(fn):
     return jax.vmap(jax.vmap(fn))
 
 
-def _guarded(dead_NxM: jax.Array, tree: PyTree) -> PyTree:
+def guarded(dead_NxM: jax.Array, tree: PyTree) -> PyTree:
     """`tree` (leaves (N, M, ...)) with the dead members' entries cut from the backward pass: the
     select passes no cotangent to them, so whatever their (frozen, possibly overflowing) inputs
     produce downstream, NaN or inf never reaches θ or a live member."""
@@ -322,7 +189,7 @@ def final_objective(problem: Problem, trunc: Truncation, thetas: PyTree, inner: 
                     keys_N: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """`Problem.final_loss` of every member at `inner` under the divergence rule:
     (capped objective (N, M), members dead after it, members it killed)."""
-    thetas_in, inner_in = _guarded(dead, (thetas, inner))
+    thetas_in, inner_in = guarded(dead, (thetas, inner))
     per_slot = jax.vmap(jax.vmap(problem.final_loss, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
     final = per_slot(thetas_in, inner_in, keys_N)
     newly = ~dead & _diverges(final, trunc.max_loss)
@@ -333,8 +200,3 @@ def final_objective(problem: Problem, trunc: Truncation, thetas: PyTree, inner: 
 def final_keys(key: jax.Array, n: int) -> jax.Array:
     """The per-slot keys `unroll` hands to `final_loss` (BMG's target step uses them too)."""
     return jax.random.split(jax.random.split(key)[1], n)
-
-
-# Reductions of an unroll (ES gradients, slot means, metrics) live in estimators.reduce; re-exported here.
-from estimators.reduce import (  # noqa: E402,F401
-    after_reset, antithetic_grad, finite_or_zero, slot_mean, slot_metrics, unroll_metrics)

@@ -1,15 +1,15 @@
-"""The convex half of the Optimistic Meta-Gradients reproduction (omg.md §6(a)); float64 throughout.
+"""The convex half of the optimistic meta-gradients reproduction; float64 throughout.
 
-Run every function here under `jax.enable_x64(True)` (`evaluation.optimism` does).
+Run every function here under `jax.enable_x64(True)` (`experiments.optimism.run` does).
 
 - Problems: the Lessard–Recht–Packard function (m = 1, L = 25; `d` separable copies), a quadratic
   control with spectrum linspace(1, 25, 50), logistic regression with planted labels (with a ridge
-  term making κ = 25 for the §6(a1) control, without one for §6(a2)), and §6(a2)'s quadratic.
-- §6(a1) `meta_gaps`: online meta-learning of the update itself through the library
+  term making κ = 25 for the (a1) control, without one for (a2)), and (a2)'s quadratic.
+- (a1) `meta_gaps`: online meta-learning of the update itself through the library
   (`lopt.online.momentum()` with a decayed-SGD meta-learner: standard mode is heavy ball,
   lookahead mode is Nesterov), cross-checked against the closed forms `heavy_ball`/`nesterov`.
 - `fairness_grid`: (η, β) tuned per method for the best worst-case contraction over problems.
-- §6(a2) `averaged_adagrad`: iterate averaging (ρ_t = t) with an AdaGrad-norm FTRL meta-learner,
+- (a2) `averaged_adagrad`: iterate averaging (ρ_t = t) with an AdaGrad-norm FTRL meta-learner,
   standard or optimistic (hint ρ_{t+1}∇f at the average formed with the not-yet-updated y).
 """
 
@@ -61,11 +61,10 @@ def quadratic_control(d: int = 50) -> Problem:
 
 
 def quadratic_a2(d: int = 500, seed: int = 0) -> Problem:
-    """§6(a2)(i): ½xᵀAx − cᵀx, A = diag(logspace(−4, 0, d)), x1 = 0, with c = Ax*, x* ~ N(0, I).
+    """(a2)'s quadratic: ½xᵀAx − cᵀx, A = diag(logspace(−4, 0, d)), x1 = 0, with c = Ax*, x* ~ N(0, I).
 
-    omg.md writes c ~ N(0, I); that puts x* = A⁻¹c at norm ~1e5 and f − f* at ~1e3 after 300
-    steps, eight orders above the note's table, which only fits an O(1) minimizer (see
-    evaluation/RESULTS.md)."""
+    c = Ax* keeps the minimizer O(1); c ~ N(0, I) would put x* = A⁻¹c at norm ~1e5 and f − f* at
+    ~1e3 after 300 steps (experiments/optimism/RESULTS.md)."""
     lam = np.logspace(-4, 0, d)
     x_star = np.random.default_rng(seed).standard_normal(d)
     c = lam * x_star
@@ -122,7 +121,7 @@ def quad_optimal(smooth: float, strong: float) -> dict[str, tuple[float, float]]
             "optimistic": (1 / smooth, (sk - 1) / (sk + 1))}
 
 
-# -------------------------------------------------------------------- §6(a1): the library's method
+# -------------------------------------------------------------------- (a1): the library's method
 def decayed_sgd(eta, beta) -> optax.GradientTransformation:
     """GD with decay: w ← βw − ηG (GD on the meta-loss + (1−β)/(2η)‖w‖²)."""
     return optax.chain(optax.add_decayed_weights((1 - beta) / eta), optax.sgd(eta))
@@ -202,7 +201,7 @@ def cycle(gaps: np.ndarray, period: int = 3) -> dict:
 
 
 def lessard_experiment(steps: int = 400) -> dict:
-    """§6(a1): standard vs optimistic at the quadratic-optimal (η, β) on Lessard (d = 100, 1-D) and
+    """(a1): standard vs optimistic at the quadratic-optimal (η, β) on Lessard (d = 100, 1-D) and
     the controls, with the closed forms' largest relative disagreement as a check of the library."""
     problems = [lessard_problem(100), lessard_problem(1), quadratic_control(), logistic_problem(ridge=True)]
     out = {}
@@ -260,7 +259,7 @@ def fairness_grid(steps: int = 400, etas_over_L: np.ndarray | None = None,
     return out
 
 
-# -------------------------------------------------------------------- §6(a2): averaged AdaGrad
+# -------------------------------------------------------------------- (a2): averaged AdaGrad
 def averaged_adagrad(problem: Problem, optimistic: bool, steps: int, D: float | None = None) -> jax.Array:
     """Anytime online-to-batch (ρ_t = t, x_t = (ρ_{1:t−1}x_{t−1} + ρ_t y_t)/ρ_{1:t}) over an
     AdaGrad-norm FTRL learner y_{t+1} = x_1 − η_t(Σ_{s≤t} ρ_s g_s + m_{t+1}),
@@ -300,7 +299,7 @@ def loglog_slope(gaps: np.ndarray, lo: int, hi: int) -> float:
 
 
 def adagrad_experiment(steps: int = 3000) -> dict:
-    """§6(a2) on the quadratic, logistic regression and Lessard (d = 100)."""
+    """(a2) on the quadratic, logistic regression and Lessard (d = 100)."""
     problems = [quadratic_a2(), logistic_problem(ridge=False), lessard_problem(100)]
     out = {}
     for p in problems:

@@ -1,4 +1,4 @@
-"""The small-real-model half of the Optimistic Meta-Gradients reproduction (omg.md §6(b)).
+"""The small-real-model half of the optimistic meta-gradients reproduction, (b).
 
 Fashion-MNIST, centre-cropped 28→24, 3×3 average-pooled to 8×8 (64 features), standardized per
 pixel with the training set's statistics; an MLP 64-128-10 (ReLU, He-normal weights, zero biases),
@@ -8,14 +8,14 @@ transformation: a baseline (`optax.sgd`, SGD with momentum, `optax.adam`) or
 (`lopt.elementwise_sgd(lr0)` or `lopt.elementwise_adam(lr0)`, 9,610 rates).
 
 The meta-objective is evaluated on the next batch B_{t+1}, the batch whose gradient the learner
-uses next (omg.md §3.3): standard mode reuses that gradient (one gradient per step), and the
+uses next: standard mode reuses that gradient (one gradient per step), and the
 optimistic target's L steps see B_{t+1} (`obj_fn`), so optimistic with L = 1 is the standard
 meta-gradient times α (identical under Adam up to its ε) and costs 1 + L gradients per step.
 
 `make_run(method, hp)` gives `init(key)` and `chunk(state)`: `log_every` learner steps in a
 `lax.scan`, returning the TensorBoard keys of `METRICS` (means over the chunk; test metrics, the
 rates' percentiles and the skipped count at its end). `train` runs whole runs for many seeds and
-hyperparameters at once (`vmap`); `outer.online` drives one run with TensorBoard logging.
+hyperparameters at once (`vmap`); `experiments.optimism.online_run` drives one run with TensorBoard logging.
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
-"""Reproduce Optimistic Meta-Gradients (Flennerhag et al., NeurIPS 2023) at CPU scale (issue 17).
+"""Optimistic meta-gradients (Flennerhag et al., NeurIPS 2023) reproduced at CPU scale: the one command.
 
-    python -m evaluation.optimism [--quick] [--out DIR]
+    python -m experiments.optimism.run reproduce [--quick] [--out DIR] [--skip-mlp]
+    python -m experiments.optimism.run online --workdir DIR [--preset sgd|adam] [--mode standard] [...]
 
-What runs (the reconstruction and expected numbers: ../shared/research/omg.md §6):
+`reproduce` runs every experiment below and writes the tables and plots of
+experiments/optimism/RESULTS.md; `online` is one run with TensorBoard events
+(`experiments.optimism.online_run`; its flags are `OnlineSetup`'s fields).
 
-- Convex, float64 (`evaluation.optimism_convex`), identical in both modes:
+What `reproduce` runs:
+
+- Convex, float64 (`experiments.optimism.convex`), identical in both modes:
   (a1) online meta-learning of the update itself, `lopt.online_meta(lopt.momentum(), decayed SGD)`:
   standard mode (heavy ball, η = 4/(√L+√m)², β = ((√κ−1)/(√κ+1))²) against the optimistic
   look-ahead mode (Nesterov, η = 1/L, β = (√κ−1)/(√κ+1)) and the BMG target (L = 2, α = η), 400
@@ -12,11 +17,11 @@ What runs (the reconstruction and expected numbers: ../shared/research/omg.md §
   quadratic with spectrum linspace(1, 25, 50); ridge logistic regression with κ = 25), each run
   checked against the closed-form heavy ball / Nesterov recursions;
   the fairness ablation: (η, β) tuned per method for the best worst-case contraction over
-  {quadratic, Lessard} on omg.md's 37 × 39 grid (η·L ≤ 2) and on a wider one (η·L ≤ 3, 57 × 39),
+  {quadratic, Lessard} on a 37 × 39 grid (η·L ≤ 2) and on a wider one (η·L ≤ 3, 57 × 39),
   which holds Polyak's heavy-ball step 4/(√L+√m)² = 2.78/L;
   (a2) iterate averaging with an AdaGrad-norm FTRL meta-learner, standard against optimistic, to
   T = 3000 on a quadratic, logistic regression and Lessard (log–log, reference slopes −1 and −2).
-- Fashion-MNIST 8×8 MLP 64-128-10 (`evaluation.optimism_mlp`), 3000 steps of batch 128:
+- (b) Fashion-MNIST 8×8 MLP 64-128-10 (`experiments.optimism.mlp`), 3000 steps of batch 128:
   element-wise learning rates meta-learned online (Adam meta-optimizer, meta-lr swept), standard
   against optimistic (BMG target, L ∈ {1, 2, 5, 10}, α = lr0), against SGD on a learning-rate grid,
   SGD with momentum 0.9 on a grid, and compute-matched SGD (the best SGD run for (L + 1)× the steps:
@@ -29,31 +34,34 @@ Outputs in --out (default runs/optimism[_quick]): results.json, results.md, conv
 fairness.png, adagrad_a2.png, fmnist_sgd.png, fmnist_adam.png. The last printed line names the
 final losses of standard and optimistic meta-learning on Lessard (d = 100) and Fashion-MNIST.
 
-Cost on 2 shared CPU cores (measured twice each): --quick 2.0–2.5 min, full 10–12 min; tables and
-readings in evaluation/RESULTS.md ("Optimistic meta-gradients (issue 17)").
+Cost on 2 shared CPU cores (measured twice each): --quick 2.0–2.5 min, full 10–12 min; one
+`online` run 11 s.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-if __name__ == "__main__":  # single-threaded Eigen, as the other evaluation commands; set before the backend starts
+if __name__ == "__main__" and sys.argv[1:2] == ["reproduce"]:
+    # single-threaded Eigen, as the evaluation commands; set before the backend starts
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import shlex
-import sys
 import time
 from typing import Sequence
 
 import jax
 import numpy as np
 
-from evaluation import optimism_convex as oc
-from evaluation import optimism_mlp as om
-from evaluation import optimism_report as report
+from experiments.optimism import convex as oc
+from experiments.optimism import mlp as om
+from experiments.optimism import online_run
+from experiments.optimism import report
 
 PROFILES = {
     "quick": dict(seeds=3, steps=3000, log_every=100, sgd_lrs=[0.1, 0.3, 1.0], momentum_lrs=[0.03],
@@ -65,7 +73,7 @@ PROFILES = {
                  adam_meta_lrs=[3e-4, 1e-3, 3e-3, 1e-2], adam_targets=[(1, 10.0), (2, 10.0), (5, 10.0), (5, 1.0), (5, 3e-3)],
                  matched_Ls=[1, 2, 5, 10]),
 }
-# (L, α) of the optimistic rows. The meta-learners start at lr0: omg.md's tuned SGD rate, and tuned
+# (L, α) of the optimistic rows. The meta-learners start at lr0: SGD's best rate on its grid, and tuned
 # Adam's (both checked by the baselines' grids). On top of Adam the target's plain gradient step must
 # be comparable to L − 1 Adam steps, so α = 10 (α ≤ 3 let some rates blow up in a 3-seed sweep).
 SGD_LR0, ADAM_LR0 = 0.3, 3e-3
@@ -150,17 +158,13 @@ def final_line(results: dict) -> str:
             f"{best(rows, 'standard MG')} optimistic L={L} {best(rows, f'optimistic L={L} (α={SGD_LR0:g})')}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 seeds, fewer rows (under 10 minutes on 2 cores)")
-    ap.add_argument("--out", default=None, help="output directory (default runs/optimism[_quick])")
-    ap.add_argument("--skip-mlp", action="store_true", help="the convex experiments only")
-    args = ap.parse_args(argv)
+def reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Every experiment of the module docstring; writes results.json, results.md and the plots."""
     name = "quick" if args.quick else "full"
     out = pathlib.Path(args.out or f"runs/optimism{'_quick' if args.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    command = " ".join(["python -m evaluation.optimism", shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
+    command = " ".join(["python -m experiments.optimism.run", shlex.join(argv)]).strip()
     results = {"command": command, "profile_name": name, "profile": PROFILES[name], "convex": run_convex()}
     print(report.convex_text(results["convex"]), flush=True)
     if not args.skip_mlp:
@@ -173,6 +177,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {out}/results.md, results.json and plots; wall time {results['wall_s'] / 60:.1f} min")
     if not args.skip_mlp:
         print(final_line(results))
+    return 0
+
+
+def online_setup(args: argparse.Namespace) -> online_run.OnlineSetup:
+    """The run the `online` flags describe: the preset with every flag given replacing its field."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(online_run.OnlineSetup)
+             if getattr(args, f.name) is not None}
+    return dataclasses.replace(online_run.PRESETS[args.preset], **given)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m experiments.optimism.run", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="every experiment: tables, plots, results.json")
+    rep.add_argument("--quick", action="store_true", help="3 seeds, fewer rows (under 10 minutes on 2 cores)")
+    rep.add_argument("--out", default=None, help="output directory (default runs/optimism[_quick])")
+    rep.add_argument("--skip-mlp", action="store_true", help="the convex experiments only")
+    one = sub.add_parser("online", help="one online meta-learning run on Fashion-MNIST, TensorBoard events")
+    one.add_argument("--workdir", required=True, help="directory for the TensorBoard events")
+    one.add_argument("--preset", choices=sorted(online_run.PRESETS), default="sgd",
+                     help="the documented run to start from (default sgd); flags below replace its settings")
+    for f in dataclasses.fields(online_run.OnlineSetup):
+        kind = type(f.default)
+        one.add_argument(f"--{f.name}", type=kind, default=None,
+                         help=f"{kind.__name__}; preset sgd: {getattr(online_run.PRESETS['sgd'], f.name)!r}")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    if args.command == "reproduce":
+        return reproduce(args, argv)
+    try:
+        setup = online_setup(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = online_run.run(setup, args.workdir)
+    for k, v in summary.items():
+        print(f"{k}: {v}")
     return 0
 
 
