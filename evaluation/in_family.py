@@ -6,8 +6,8 @@ from the recipe's family with a key no run uses, each trained `steps` steps from
 per variant, scored by final/initial validation loss (8 validation batches; a non-finite end
 scores 100). The variants of one architecture are stacked and vmapped, so each task compiles once.
 
-    python -m evaluation.in_family --config configs/generalist_progress.py \\
-        --lopt checkpoints/exports/generalist5_step1131.safetensors --progress_init 0,0.25,0.5,1 --tasks 30
+    python -m evaluation.in_family --config configs/celo_generalist/stage5.py \\
+        --lopt configs/celo_generalist/stage5.safetensors --progress_init 0,0.25,0.5,1 --tasks 30
 
 `--progress_init a1,a2,…` adopts the file into Celo with `progress_feature=True` and the progress
 weight at a·ln(10) (a: decades of step per decade of gradient RMS); `--decay_gate k1,k2,…` adopts

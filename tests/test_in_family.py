@@ -54,7 +54,7 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     path = lopt.save(tmp_path / "a.safetensors", adam, adam.init(jax.random.key(0)))
     with pytest.raises(ValueError, match="exactly one celo file"):
         in_family.variants([str(path)], [0.5])
-    assert in_family.main(["--config", "configs/generalist_progress.py", "--lopt", str(tmp_path / "none")]) == 2
+    assert in_family.main(["--config", "configs/celo_generalist/stage5.py", "--lopt", str(tmp_path / "none")]) == 2
     assert "no learned-optimizer file" in capsys.readouterr().err
     assert in_family.main(["--config", str(tmp_path / "none.py"), "--lopt", str(path)]) == 2
     assert capsys.readouterr().err.startswith("error: ")
