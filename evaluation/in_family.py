@@ -7,7 +7,8 @@ per variant, scored by final/initial validation loss (8 validation batches; a no
 scores 100). The variants of one architecture are stacked and vmapped, so each task compiles once.
 
     python -m evaluation.in_family --config RECIPE.py --lopt A.safetensors,B.safetensors --tasks 30
-    python -m evaluation.in_family --config RECIPE.py --lopt CELO.safetensors --progress_init 0,0.25,0.5,1
+    python -m evaluation.in_family --config configs/celo_generalist/stage5.py \\
+        --lopt configs/celo_generalist/stage5.safetensors --progress_init 0,0.25,0.5,1 --tasks 30
 
 The family is the recipe file's `family` section, read as plain settings by
 `inner_tasks.family_from_settings` (the recipe is data here: nothing else of it is built or checked).

@@ -6,54 +6,40 @@ moment (`FEATURE_NAMES`), each divided by its RMS over the tensor, feed a small 
 the direction d, which is normalized to unit RMS over each tensor (Celo2's output normalization)
 and scaled by a per-tensor step size:
 
-    update = −step_mult · exp(ψ · w_s) · d / rms(d),     ψ = (schedule(t/num_steps), tensor shape)
+    update = −step_mult · prior · exp(ψ · w_s) · d / rms(d)
 
-ψ holds 5 schedule features of the training fraction t/num_steps (VeLO-style: the optimizer knows
-the horizon) and 2 static shape features (is-matrix, log fan-in), so the learned step size can
-follow a schedule and depend on a tensor's width. With `model_features=True` ψ also holds one
-static feature of the whole model, log(number of matrices)/log(16) (a depth proxy, `model_feature`),
-so that the step can shrink for deep models; its weight starts at zero, and `adopt` turns a theta
-without it into one with it that steps identically.
+ψ holds 5 schedule features of the training fraction t/num_steps (the optimizer knows the
+horizon) and 2 static shape features (is-matrix, log fan-in); options add more:
 
-Two optional static priors multiply the step (both off by default, so older files step as before):
-`width_power` p scales the step of every matrix wider than the reference by (ref_fan_in/fan_in)^p,
-μP's law for Adam-like updates at p = 1 (an update of RMS η aligned with the layer's input moves
-its outputs by about η·fan_in, so a width-independent change needs η ∝ 1/fan_in); `depth_power` q
-scales every tensor's step by (ref_matrices/#matrices)^q in models deeper than the reference (the
-changes of L layers add up, so q = 1 keeps the change of the whole function independent of
-depth). Both only shrink the step: at and below the reference (fan-in 64, 3 matrices) they are 1,
-so narrow input layers (a few tabular features) and shallow models step as the meta-trained
-optimizer does there; the learned weights of ψ correct them.
+- `model_features`: log(number of matrices)/log(16), a depth proxy, so the step can shrink for
+  deep models.
+- `progress_feature`: each tensor's gradient progress, log10 of its recent gradient RMS over its
+  peak so far (never positive), so the step can shrink as the gradients fall, as SGD's does.
+- `width_power` p, `depth_power` q: a static `prior` of (ref_fan_in/fan_in)^p on matrices wider
+  than the reference (μP's law for Adam-like updates at p = 1) and (ref_matrices/#matrices)^q in
+  models deeper than it; both only shrink the step and are 1 at and below the reference.
+- `decay_gate`: the skip weight on the parameter feature p/rms(p), a decoupled weight decay, is
+  multiplied per tensor by 10^(−κ · progress) (`gate`), κ learned, so the decay grows as a
+  tensor's gradients fade below their peak (a memorized small dataset) and not while a large one
+  is still being learned.
+- `step_gain` g stores ψ's weights (and κ) divided by g: the same steps, but an ES perturbation
+  or an outer Adam step moves them g times as far, since each of these few weights scales every
+  update of a tensor and their effect on the meta-loss otherwise drowns in the others' noise.
 
-With `progress_feature=True` ψ also holds each tensor's gradient progress, log10 of its recent
-gradient RMS over its peak so far (`progress_feature`, never positive), whose weight starts at
-`progress_init`: a positive weight shrinks the step as the gradients fall from their peak, as SGD's
-does, which a scale-free (Adam-like) step never does once a small dataset is memorized. (Measured
-against the *first* gradient instead, as files before stage 8 did with weights of at most 0.003,
-a positive weight also grew the step wherever gradients grow after initialization, as in deep
-nets and LMs, and diverged half the inner problems of a meta-training group.)
+New weights start where they change nothing (zero, or `progress_init` / `decay_gate_init`), and
+`adopt` turns a theta without an option into one with it, so a meta-training run can continue
+from a file of a narrower config (`--config.init_from`).
 
-`step_gain` g stores ψ's weights as theta["step"] = w_s / g. It changes no step, only how fast
-meta-training moves w_s: an ES perturbation of std σ and an Adam outer step of size η move
-theta["step"] by σ and η, so w_s by gσ and gη. ψ's few weights each scale every update of a
-tensor, and at the σ that suits the MLP's weights their effect on the meta-loss drowns in the
-noise of all the others (the depth and progress weights moved by 0.03 in thousands of meta-steps).
+At `init`, the skip is Adam's direction m/√v (β1 = 0.9, β2 = 0.999, no bias correction), the
+MLP's last layer and w_s are zero: the untrained optimizer is per-tensor-normalized Adam with
+learning rate `step_mult`. Elements that have never had a nonzero gradient (v = 0) do not move,
+as with Adam. The accumulators and features are in `lopt.celo_features`.
 
-With `decay_gate=True` the skip weight on the parameter feature p/rms(p) — a decoupled weight
-decay, which meta-training on small datasets makes positive (the shipped file's is 0.29 against 0.93
-on Adam's direction) — is multiplied per tensor by 10^(−κ · progress) (`gate`), κ a learned weight
-(theta["decay_gate"], stored divided by `step_gain`, starting at `decay_gate_init`). The decay then
-grows as a tensor's gradients fade below their peak, which is what happens once a small dataset is
-memorized and not while a large one is still being learned: on the user-model suite the shipped
-file's decay doubled took breast_cancer, diabetes and iris below tuned Adam, while no decay at all
-took Fashion-MNIST's 5000-step training loss from 0.49 to 0.27.
-
-At `init`, the skip is Adam's direction m/√v
-(β1 = 0.9, β2 = 0.999, no bias correction), the MLP's last layer and w_s are zero: the untrained
-optimizer is per-tensor-normalized Adam with learning rate `step_mult`. Elements that have never
-had a nonzero gradient (v = 0) do not move, as with Adam.
-
-The accumulators and features are in `lopt.celo_features` (re-exported here).
+File versions (`Celo.version`, checked by `lopt.io`): in version 2 the progress feature is
+measured against the gradient's peak. Version 1 did not fix it: files written under it with
+`progress_feature` may have been meta-trained against the first gradient's RMS and would step
+differently here, so they are refused (`Celo.older_file`); every other version-1 file steps
+identically and loads.
 
 Cost: 3 floats of state per parameter (two momenta, the second moment) plus the factored rows
 and columns; the MLP is written unit by unit over S-shaped arrays, so that XLA fuses it with the
@@ -98,7 +84,7 @@ class Celo:
     """Architecture config (static). `init(key) -> theta`, `optimizer(theta, num_steps=T) -> optax`."""
 
     name: ClassVar[str] = "celo"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # bumped whenever the same theta would step differently (see `older_file`)
     hidden_size: int = 8
     step_mult: float = 1e-3
     mom_decays: tuple[float, float] = (0.9, 0.99)
@@ -113,6 +99,22 @@ class Celo:
     decay_gate: bool = False
     decay_gate_init: float = 0.0
     step_gain: float = 1.0
+
+    @classmethod
+    def older_file(cls, version: object, config: dict) -> str | None:
+        """Why a file of an older `version` with this `arch_config` would step differently under
+        this code (`lopt.io` refuses it with the reason), or None when it steps as it did.
+
+        Version 1 (before the progress feature was measured against the gradient's peak instead of
+        its first value) steps identically unless its config turns `progress_feature` on."""
+        if version != 1:
+            return f"this lopt reads Celo file versions 1 and {cls.version}"
+        if config.get("progress_feature"):
+            return ("a version-1 Celo file with progress_feature=True may have been meta-trained when the progress "
+                    "feature measured the gradient RMS against the first gradient's (version 2 measures it against "
+                    "its peak), so its theta would step differently from how it was meta-trained; re-run its recipe "
+                    "with this lopt")
+        return None
 
     @property
     def num_step_features(self) -> int:

@@ -9,7 +9,13 @@ metadata, one JSON document under the key "lopt":
 
 Loading parses JSON and raw arrays only (no pickle, no code), rebuilds the architecture from the
 explicit `ARCHITECTURES` table, checks the hash and every tensor against the architecture's own
-init, and raises `LoptFileError` with one clear message on any mismatch. Tensor names, the hash
+init, and raises `LoptFileError` with one clear message on any mismatch.
+
+`arch_version` is the architecture's `version`, bumped whenever the same theta would step
+differently. A file of another version is refused, unless it is older and the architecture's
+`older_file(version, arch_config)` returns None (it steps under this code as it did when written);
+otherwise that method's reason is the error. `sha256` covers the tensors only (names, dtypes,
+shapes, bytes), so it identifies theta across versions and metadata. Tensor names, the hash
 and the atomic write are `lopt.tensorfile`'s (shared with `checkpoints`).
 """
 
@@ -100,13 +106,15 @@ def _arch_from_header(header: dict, path) -> Any:
     if name not in archs:
         raise LoptFileError(f"{path}: unknown architecture {name!r}; this lopt knows {sorted(archs)}")
     cls = archs[name]
-    if header.get("arch_version") != cls.version:
-        raise LoptFileError(
-            f"{path}: {name!r} file has feature-set version {header.get('arch_version')}, "
-            f"this lopt reads version {cls.version}"
-        )
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     config = header.get("arch_config", {})
+    version = header.get("arch_version")
+    if version != cls.version:
+        older = getattr(cls, "older_file", None)
+        why = (older(version, config) if older is not None and isinstance(version, int) and version < cls.version
+               else f"this lopt reads version {cls.version}")
+        if why is not None:
+            raise LoptFileError(f"{path}: {name!r} file has feature-set version {version}: {why}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(config) - set(fields))
     if unknown:
         raise LoptFileError(f"{path}: {name!r} config has unknown fields {unknown}")

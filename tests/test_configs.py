@@ -11,13 +11,19 @@ import pytest
 import inner_tasks
 from configs import build, full_es, mulo_mup, mulo_sp
 
-RECIPES = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
-                 if p.stem not in ("__init__", "base", "build"))
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+# every recipe, in configs/ and its folders (configs/celo_generalist/stage1.py is "celo_generalist/stage1")
+RECIPES = sorted(p.relative_to(CONFIGS).with_suffix("").as_posix() for p in CONFIGS.rglob("*.py")
+                 if p.stem != "__init__" and p.relative_to(CONFIGS).as_posix() not in ("base.py", "build.py"))
+
+
+def test_recipes_in_folders_are_found():
+    assert "quick" in RECIPES and "celo_generalist/stage1" in RECIPES and "celo_generalist/stage9" in RECIPES
 
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_recipe_builds_and_documents_its_command(name):
-    module = importlib.import_module(f"configs.{name}")
+    module = importlib.import_module(f"configs.{name.replace('/', '.')}")
     config = module.get_config()
     assert build.build(config).num_steps > 0
     assert f"--config configs/{name}.py" in module.__doc__ and "Cost on 2 CPU cores" in module.__doc__

@@ -114,3 +114,57 @@ def test_shipped_pretrained_directory_lists_only_valid_files():
         arch, theta, _ = lopt.load_theta(name)
         assert jax.tree.leaves(theta)
     assert pathlib.Path(io._pretrained_dir()).is_dir()
+
+
+def _celo_file(tmp_path, name, arch, version):
+    theta = jax.tree.map(lambda x: x + 0.01, arch.init(jax.random.key(3)))
+    path = lopt.save(tmp_path / f"{name}.safetensors", arch, theta)
+    _rewrite_header(path, arch_version=version)
+    return path, theta
+
+
+def test_celo_version_1_with_the_progress_feature_is_refused_with_the_reason(tmp_path):
+    """Version 1 did not fix what the progress feature measures (first gradient, later its peak):
+    such a file would step differently from how it was meta-trained, so it does not load."""
+    assert lopt.Celo.version == 2
+    path, _ = _celo_file(tmp_path, "v1_progress", lopt.Celo(progress_feature=True, progress_init=1.0), 1)
+    with pytest.raises(lopt.LoptFileError, match=r"feature-set version 1: a version-1 Celo file with "
+                                                 r"progress_feature=True .* against the first gradient's"):
+        lopt.load_theta(path)
+    path, _ = _celo_file(tmp_path, "v1_progress_gate", lopt.Celo(progress_feature=True, decay_gate=True), 1)
+    with pytest.raises(lopt.LoptFileError, match="progress_feature=True"):
+        lopt.load(path, num_steps=10)
+    for version, reads in ((0, "reads Celo file versions 1 and 2"), (3, "reads version 2"), ("2", "reads version 2")):
+        path, _ = _celo_file(tmp_path, f"v{version}", lopt.Celo(), version)
+        with pytest.raises(lopt.LoptFileError, match=reads):
+            lopt.load_theta(path)
+
+
+@pytest.mark.parametrize("arch", [lopt.Celo(), lopt.Celo(model_features=True, width_power=1.0, depth_power=1.0,
+                                                          decay_gate=True, step_gain=3.0)],
+                         ids=["plain", "gated"])
+def test_celo_version_1_without_the_progress_feature_loads_and_steps_as_the_current_version(tmp_path, arch):
+    old, theta = _celo_file(tmp_path, "v1", arch, 1)
+    new = lopt.save(tmp_path / "v2.safetensors", arch, theta)
+    arch1, theta1, header1 = lopt.load_theta(old)
+    arch2, _, header2 = lopt.load_theta(new)
+    assert arch1 == arch2 == arch and header1["arch_version"] == 1 and header2["arch_version"] == 2
+    assert header1["sha256"] == header2["sha256"]  # the digest covers the tensors, not the version
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.zeros((4,))}
+    grads = jax.tree.map(lambda p: jnp.cos(3 * p + 1.0), params)
+    got = [lopt.load(f, num_steps=10) for f in (old, new)]
+    states = [o.init(params) for o in got]
+    for _ in range(3):
+        steps = [o.update(grads, s, params) for o, s in zip(got, states)]
+        states = [s for _, s in steps]
+        for a, b in zip(jax.tree.leaves(steps[0][0]), jax.tree.leaves(steps[1][0])):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_celo_files_of_this_version_with_the_progress_feature_round_trip(tmp_path):
+    arch = lopt.Celo(progress_feature=True, progress_init=0.5, decay_gate=True, decay_gate_init=0.2, step_gain=3.0)
+    theta = arch.init(jax.random.key(0))
+    arch2, theta2, header = lopt.load_theta(lopt.save(tmp_path / "c.safetensors", arch, theta))
+    assert arch2 == arch and header["arch_version"] == lopt.Celo.version
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta2)):
+        np.testing.assert_array_equal(a, b)

@@ -6,6 +6,7 @@ import json
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -52,3 +53,25 @@ def test_loads_as_optax_and_trains_an_unseen_task(name, parametrization):
     curve = inner_tasks.train(task, opt, 200, jax.random.key(0), eval_every=100)
     assert np.isfinite(curve.train_loss).all()
     assert curve.valid_loss[-1] < 0.5 * curve.valid_loss[0]
+
+
+def test_celo_generalist_is_a_version_1_file_that_steps_as_shipped():
+    """The shipped file predates Celo version 2 and has no progress feature, so it loads unchanged;
+    its steps match numbers recorded with the code it was shipped with (commit 84cb658)."""
+    arch, _, header = lopt.load_theta("celo_generalist")
+    assert header["arch_version"] == 1 and not arch.progress_feature and arch.decay_gate
+    assert header["sha256"].startswith("ff80761e0617")
+    params = {"w": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4),
+              "b": jnp.linspace(-0.5, 0.5, 4, dtype=jnp.float32)}
+    opt = lopt.load("celo_generalist", num_steps=20)
+    state = opt.init(params)
+    for t in range(5):
+        grads = jax.tree.map(lambda p: jnp.cos(3 * p + t), params)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    want_b = [-0.518165647983551, -0.17234376072883606, 0.17278946936130524, 0.5075386166572571]
+    want_w = [-0.990410327911377, -0.8221869468688965, -0.6504969000816345, -0.48041972517967224,
+              -0.2894304394721985, -0.09696739912033081, 0.09537547081708908, 0.28599393367767334,
+              0.4710253179073334, 0.6552330851554871, 0.8229184150695801, 0.9898793697357178]
+    np.testing.assert_allclose(np.asarray(params["b"]), want_b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(params["w"]).ravel(), want_w, rtol=1e-6, atol=1e-7)
