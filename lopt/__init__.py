@@ -22,7 +22,7 @@ standard / optimistic (BMG) / look-ahead meta-gradients, as an optax transformat
 
 from lopt.adam import LearnableAdam
 from lopt.celo import Celo
-from lopt.features import FEATURE_VERSION
+from lopt.mulo_features import FEATURE_VERSION
 from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
 from lopt.mulo import MuLO
 from lopt.mup import infer_roles, multipliers, scale_by_mup
