@@ -1,8 +1,8 @@
 """Numerics shared by the learned-optimizer architectures (Celo, μLO, VeLO, learnable Adam).
 
-Small per-parameter MLPs (`init_mlp`, the one MLP initializer of the repository's optimizers, and
-their hidden-first or fused evaluation), the accumulators' dtype, μLO's decay reparametrization,
-the params check and a finiteness test. Each family's own features live in its feature module
+Small per-parameter MLPs (`init_mlp`, which initializes those of Celo, μLO and VeLO, and their
+hidden-first or fused evaluation), the accumulators' dtype, μLO's decay reparametrization, the
+params check and a finiteness test. Each family's own features live in its feature module
 (`lopt.mulo_features`, `lopt.celo_features`); μP's update scaling is `lopt.mup.scale_by_mup`,
 chained after each architecture's step."""
 
