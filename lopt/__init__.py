@@ -27,9 +27,9 @@ as an optax transformation: `online_meta`).
 
 from lopt.adam import LearnableAdam
 from lopt.celo import Celo
-from lopt.mulo_features import FEATURE_VERSION
 from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
 from lopt.mulo import MuLO
+from lopt.mulo_features import FEATURE_VERSION
 from lopt.mup import infer_roles, multipliers, scale_by_mup
 from lopt.online import (OnlineMetaState, bmg_target, lookahead_meta_grad, online_meta, optimistic_meta_grad,
                          standard_meta_grad, unrolled_meta_grad)
