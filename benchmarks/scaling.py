@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import time
 
-if __name__ == "__main__":  # before JAX starts: host devices for the device sweep
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+from lopt import xla_flags
+
+if __name__ == "__main__":  # before the backend starts: host devices for the device sweep
+    xla_flags.add_xla_flags(xla_flags.host_device_count(4))
 
 import jax  # noqa: E402
 

@@ -26,9 +26,9 @@ or file; mismatched cached baselines; missing data; an empty or non-positive gri
 
 from __future__ import annotations
 
-if __name__ == "__main__":
-    from evaluation import xla_flags
-    xla_flags.single_threaded_eigen()
+if __name__ == "__main__":  # before the backend starts: a threading glitch is no divergence (lopt.xla_flags)
+    from lopt import xla_flags
+    xla_flags.add_xla_flags(xla_flags.SINGLE_THREADED_EIGEN)
 
 import argparse
 import datetime

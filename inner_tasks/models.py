@@ -42,6 +42,8 @@ def mlp_sizes(spec) -> list[int]:
 
 
 def init_mlp(key: jax.Array, spec) -> dict:
+    """An MLP task model's params {"layer_i": {"w", "b"}, "out": {"w", "b"}} in the spec's
+    parametrization (the learned optimizers' own MLPs are `lopt.common.init_mlp`'s)."""
     sizes = mlp_sizes(spec)
     keys = jax.random.split(key, len(sizes) - 1)
     params = {}

@@ -52,8 +52,7 @@ GENERATORS = {
     "friedman3": "regression", "sparse_uncorrelated": "regression",
 }
 BINARY_ONLY = ("moons", "circles")
-# Generators with a fixed number of native features; extra features are pure N(0, 1) noise columns.
-NATIVE_FEATURES = {"moons": 2, "circles": 2, "friedman2": 4, "friedman3": 4}
+# The fewest features each generator makes (1 where not listed).
 _MIN_FEATURES = {"moons": 2, "circles": 2, "friedman1": 5, "friedman2": 4, "friedman3": 4, "sparse_uncorrelated": 4}
 
 

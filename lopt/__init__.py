@@ -7,12 +7,16 @@ scaling of hidden-weight updates is its own transform (identity without roles), 
 state is the pair (the architecture's state, optax.EmptyState()). Files written by `save` load
 back with `load` (ready optimizer) or `load_theta` (architecture and theta).
 
-Modules: `celo`, `mulo`, `velo`, `adam` (the architectures), `features` and `common` (what they share),
-`registry` (the architectures by name), `mup` (roles, fan-ins and `scale_by_mup`), `io` (the
-learned-optimizer file), `tensorfile` (pytree tensor names, digests and atomic writes, shared with
-`checkpoints`), and `online` with
-`online_rules` (online meta-learning of an update rule's meta-parameters during one training run,
-standard / optimistic (BMG) / look-ahead meta-gradients, as an optax transformation: `online_meta`).
+Modules: `celo`, `mulo`, `velo`, `adam` (the architectures); one feature module per architecture
+family, `celo_features` (Celo's accumulators, 10 features and fused MLP) and `mulo_features` (the
+28 accumulator features and time features of μLO and VeLO, and their file version
+`FEATURE_VERSION`); `common` (the numerics all architectures share: `init_mlp`, MLP evaluation,
+decays); `registry` (the architectures by name); `mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file),
+`tensorfile` (pytree tensor names, digests and atomic writes, shared with `checkpoints`),
+`xla_flags` (the one helper that sets XLA_FLAGS before the backend starts, used by every command
+and the tests), and `online` with `online_rules` (online meta-learning of an update rule's
+meta-parameters during one training run, standard / optimistic (BMG) / look-ahead meta-gradients,
+as an optax transformation: `online_meta`).
 
 >>> import jax, optax, lopt
 >>> arch = lopt.ARCHITECTURES["mulo"]()
@@ -23,9 +27,9 @@ standard / optimistic (BMG) / look-ahead meta-gradients, as an optax transformat
 
 from lopt.adam import LearnableAdam
 from lopt.celo import Celo
-from lopt.features import FEATURE_VERSION
 from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
 from lopt.mulo import MuLO
+from lopt.mulo_features import FEATURE_VERSION
 from lopt.mup import infer_roles, multipliers, scale_by_mup
 from lopt.online import (OnlineMetaState, bmg_target, lookahead_meta_grad, online_meta, optimistic_meta_grad,
                          standard_meta_grad, unrolled_meta_grad)

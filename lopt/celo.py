@@ -69,12 +69,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt import common, features, mup
-from lopt.celo_features import (  # noqa: F401  (re-exported: lopt.celo.raw_features etc.)
-    ADAM_FEATURE, FEATURE_NAMES, NUM_FEATURES, NUM_TENSOR_FEATURES, OUT_EPS, PARAM_FEATURE, PROGRESS_DECAY,
-    PROGRESS_RANGE, SCHEDULE_POINTS, V_EPS, CeloAcc, CeloState, _mlp_stacked, _mlp_units, _rsqrt, _sqrt, fan_in, init_acc,
-    mlp_direction, model_feature, num_matrices, progress_feature, raw_features, schedule_features,
-    shape_features, update_acc)
+from lopt import common, mup
+from lopt.celo_features import (
+    ADAM_FEATURE, NORM_EPS, NUM_FEATURES, NUM_TENSOR_FEATURES, OUT_EPS, PARAM_FEATURE, SCHEDULE_POINTS, CeloAcc,
+    CeloState, fan_in, init_acc, mlp_direction, model_feature, num_matrices, progress_feature, raw_features,
+    schedule_features, shape_features, update_acc)
 
 PyTree = Any
 
@@ -154,15 +153,15 @@ class Celo:
 
     def decays(self, theta: dict) -> tuple[jax.Array, jax.Array]:
         logits = theta["decay_logits"]
-        return (features.decay_from_logit(logits["mom"], jnp.asarray(self.mom_decays, jnp.float32)),
-                features.decay_from_logit(logits["rms"], jnp.asarray(self.rms_decay, jnp.float32)))
+        return (common.decay_from_logit(logits["mom"], jnp.asarray(self.mom_decays, jnp.float32)),
+                common.decay_from_logit(logits["rms"], jnp.asarray(self.rms_decay, jnp.float32)))
 
     def direction(self, theta: dict, p: jax.Array, g: jax.Array, acc: CeloAcc, sched_5: jax.Array) -> jax.Array:
         """The unnormalized direction d of one tensor (`acc` already includes g): the MLP over the
         RMS-normalized features (the schedule enters the first bias) plus the linear skip."""
         mlp = theta["mlp"]
         x = raw_features(p, g, acc)
-        inv_rms = jax.lax.rsqrt(jnp.stack([jnp.mean(xf * xf) for xf in x]) + features.EPS)
+        inv_rms = jax.lax.rsqrt(jnp.stack([jnp.mean(xf * xf) for xf in x]) + NORM_EPS)
         n_layers = len([k for k in mlp if k.startswith("w")])
         layers = ((mlp["w0"][:NUM_FEATURES] * inv_rms[:, None], mlp["b0"] + sched_5 @ mlp["w0"][NUM_FEATURES:]),
                   *((mlp[f"w{i}"], mlp[f"b{i}"]) for i in range(1, n_layers)))

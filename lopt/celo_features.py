@@ -2,8 +2,9 @@
 
 Per parameter tensor: two momenta, a second moment and Adafactor's factored second moment
 (`CeloAcc`, `update_acc`); the 10 per-element features of `FEATURE_NAMES` (`raw_features`); the MLP
-over them (`mlp_direction`); and the per-tensor step features: the schedule of the training
-fraction, the tensor's shape, the model's depth and the gradient progress.
+over them (`mlp_direction`, fused forward `mlp_units`, matmul backward `mlp_stacked`); and the
+per-tensor step features: the schedule of the training fraction, the tensor's shape, the model's
+depth and the gradient progress. The μLO family's 28 features are `lopt.mulo_features`.
 
 >>> import jax.numpy as jnp
 >>> acc = update_acc(init_acc(jnp.ones((3, 2))), jnp.ones((3, 2)), jnp.asarray([0.9, 0.99]), jnp.asarray(0.999))
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt import features
+from lopt import common
 
 PyTree = Any
 FEATURE_NAMES = ("g", "p", "m0", "m1", "g_rsqrt_v", "m0_rsqrt_v", "m1_rsqrt_v", "g_fac", "m0_fac", "rsqrt_v")
@@ -31,6 +32,7 @@ NUM_TENSOR_FEATURES = len(SCHEDULE_POINTS) + 2
 PROGRESS_DECAY = 0.9
 PROGRESS_RANGE = (-4.0, 0.0)  # decades of gradient RMS below its peak
 V_EPS = 1e-30  # inside rsqrt(v): features are normalized per tensor, so only zero needs guarding
+NORM_EPS = 1e-8  # inside each feature's per-tensor mean square, before its rsqrt
 OUT_EPS = 1e-12
 
 
@@ -50,7 +52,7 @@ class CeloState(NamedTuple):
 
 
 def init_acc(p: jax.Array, progress: bool = False) -> CeloAcc:
-    s, dt = p.shape, features.acc_dtype(p)
+    s, dt = p.shape, common.acc_dtype(p)
     if p.ndim >= 2:
         row, col = jnp.zeros(s[:-1], dt), jnp.zeros(s[:-2] + s[-1:], dt)
     else:
@@ -113,7 +115,7 @@ def raw_features(p: jax.Array, g: jax.Array, acc: CeloAcc) -> tuple[jax.Array, .
     return (g, p, m0, m1, g * rsqrt_v, m0 * rsqrt_v, m1 * rsqrt_v, g * fac, m0 * fac, rsqrt_v)
 
 
-def _mlp_units(layers: tuple, skip: jax.Array, x: tuple[jax.Array, ...]) -> jax.Array:
+def mlp_units(layers: tuple, skip: jax.Array, x: tuple[jax.Array, ...]) -> jax.Array:
     """MLP(x) + skip · x, written unit by unit as S-shaped arrays combined with scalar weights, so
     that XLA fuses features, MLP and skip into one elementwise loop with no (H,) + S intermediates."""
     h = list(x)
@@ -123,8 +125,8 @@ def _mlp_units(layers: tuple, skip: jax.Array, x: tuple[jax.Array, ...]) -> jax.
     return sum(skip[f] * x[f] for f in range(len(x))) + h[0]
 
 
-def _mlp_stacked(layers: tuple, skip: jax.Array, x: tuple[jax.Array, ...]) -> jax.Array:
-    """The same function as `_mlp_units`, on an S + (F,) stack with matrix products."""
+def mlp_stacked(layers: tuple, skip: jax.Array, x: tuple[jax.Array, ...]) -> jax.Array:
+    """The same function as `mlp_units`, on an S + (F,) stack with matrix products."""
     x_SxF = jnp.stack(x, axis=-1)
     lead = (1,) * (x_SxF.ndim - 1)
     h = x_SxF
@@ -138,20 +140,20 @@ def _mlp_stacked(layers: tuple, skip: jax.Array, x: tuple[jax.Array, ...]) -> ja
 def mlp_direction(layers: tuple, skip: jax.Array, x: tuple[jax.Array, ...]) -> jax.Array:
     """MLP(x) + skip · x for features x (a tuple of F arrays of shape S) and layers ((w, b), ...).
 
-    The forward pass is unit by unit (`_mlp_units`: one fused loop, fast in a train step); the
-    backward pass differentiates the stacked form (`_mlp_stacked`), whose weight gradients are a
+    The forward pass is unit by unit (`mlp_units`: one fused loop, fast in a train step); the
+    backward pass differentiates the stacked form (`mlp_stacked`), whose weight gradients are a
     few matrix products. Differentiating the unit-by-unit form instead gives XLA one reduction per
     weight, each re-fusing the whole forward loop: compiling two meta-gradient steps of a 4-tensor
     model took 7 minutes and 16 GB on CPU."""
-    return _mlp_units(layers, skip, x)
+    return mlp_units(layers, skip, x)
 
 
 def _mlp_direction_fwd(layers, skip, x):
-    return _mlp_units(layers, skip, x), (layers, skip, x)
+    return mlp_units(layers, skip, x), (layers, skip, x)
 
 
 def _mlp_direction_bwd(res, ct):
-    return jax.vjp(_mlp_stacked, *res)[1](ct)
+    return jax.vjp(mlp_stacked, *res)[1](ct)
 
 
 mlp_direction.defvjp(_mlp_direction_fwd, _mlp_direction_bwd)

@@ -1,6 +1,10 @@
-"""Pieces shared by the learned-optimizer architectures: small per-parameter MLPs and the params check.
+"""Numerics shared by the learned-optimizer architectures (Celo, μLO, VeLO, learnable Adam).
 
-(μP's update scaling is `lopt.mup.scale_by_mup`, chained after each architecture's step.)"""
+Small per-parameter MLPs (`init_mlp`, which initializes those of Celo, μLO and VeLO, and their
+hidden-first or fused evaluation), the accumulators' dtype, μLO's decay reparametrization, the
+params check and a finiteness test. Each family's own features live in its feature module
+(`lopt.mulo_features`, `lopt.celo_features`); μP's update scaling is `lopt.mup.scale_by_mup`,
+chained after each architecture's step."""
 
 from __future__ import annotations
 
@@ -21,6 +25,16 @@ def init_mlp(key: jax.Array, sizes: Sequence[int], lead: tuple[int, ...] = ()) -
         params[f"w{i}"] = jax.random.normal(k, lead + (fi, fo), jnp.float32) / jnp.sqrt(jnp.float32(fi))
         params[f"b{i}"] = jnp.zeros(lead + (fo,), jnp.float32)
     return params
+
+
+def acc_dtype(p: jax.Array) -> jnp.dtype:
+    """Accumulators are kept in at least float32, whatever the params' dtype."""
+    return jnp.promote_types(p.dtype, jnp.float32)
+
+
+def decay_from_logit(theta_k: jax.Array, base: jax.Array) -> jax.Array:
+    """μLO's reparametrization 1 − (1 − base)·exp(10·θ) of a learned decay, kept inside [0, 1 − 1e-6]."""
+    return jnp.clip(1.0 - (1.0 - base) * jnp.exp(10.0 * theta_k), 0.0, 1.0 - 1e-6)
 
 
 UNROLL_MAX = 8  # per-parameter MLPs this narrow run hidden-first as unrolled multiply-adds
@@ -73,6 +87,7 @@ def dense_pairs(h: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def require_params(params: PyTree | None, name: str) -> None:
+    """Raises the one clear error for an `update` called without params (learned steps read them)."""
     if params is None:
         raise ValueError(f"{name}.update needs params: call update(grads, state, params)")
 

@@ -6,12 +6,12 @@ on hidden weights), so the optimizer's state is the pair (MuLOState, optax.Empty
 three momentum, one second-moment and three Adafactor decays are meta-learned through μLO's
 reparametrization.
 
-Each feature's per-tensor RMS normalization is folded into the first layer's weights, and the time
-features (the same for every parameter) into its bias. Tensors of rank >= 2 run the MLP as plain
-2-D matmuls over an (N, 28) feature matrix (`features.feature_matrix`), which XLA:CPU fuses into
-one YNNPACK kernel; vectors, and MLPs narrow enough to run hidden-first, project the 12 Adafactor
-row and column statistics on their vectors and broadcast the result
-(`features.project_features`).
+The features are `lopt.mulo_features`'. Each feature's per-tensor RMS normalization is folded
+into the first layer's weights, and the time features (the same for every parameter) into its
+bias. Tensors of rank >= 2 run the MLP as plain 2-D matmuls over an (N, 28) feature matrix
+(`mulo_features.feature_matrix`), which XLA:CPU fuses into one YNNPACK kernel; vectors, and MLPs
+narrow enough to run hidden-first, project the 12 Adafactor row and column statistics on their
+vectors and broadcast the result (`mulo_features.project_features`).
 
 >>> import jax, optax
 >>> arch = MuLO()
@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt import common, features, mup
-from lopt.features import NUM_FEATURES, NUM_TIME_FEATURES
+from lopt import common, mulo_features, mup
+from lopt.mulo_features import NUM_FEATURES, NUM_TIME_FEATURES
 
 PyTree = Any
 
@@ -49,7 +49,7 @@ class MuLO:
     """Architecture config (static). `init(key) -> theta`, `optimizer(theta) -> optax transform`."""
 
     name: ClassVar[str] = "mulo"
-    version: ClassVar[int] = features.FEATURE_VERSION
+    version: ClassVar[int] = mulo_features.FEATURE_VERSION
     hidden_size: int = 32
     step_mult: float = 0.01  # λ1
     exp_mult: float = 0.001  # λ2
@@ -81,9 +81,9 @@ class MuLO:
     def decays(self, theta: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
         logits = theta["decay_logits"]
         return (
-            features.decay_from_logit(logits["mom"], jnp.asarray(self.mom_decays)),
-            features.decay_from_logit(logits["rms"], jnp.asarray(self.rms_decay)),
-            features.decay_from_logit(logits["fac"], jnp.asarray(self.fac_decays)),
+            common.decay_from_logit(logits["mom"], jnp.asarray(self.mom_decays)),
+            common.decay_from_logit(logits["rms"], jnp.asarray(self.rms_decay)),
+            common.decay_from_logit(logits["fac"], jnp.asarray(self.fac_decays)),
         )
 
     def direction_magnitude(self, mlp: dict, p, g, acc, time_11) -> tuple[jax.Array, jax.Array]:
@@ -92,16 +92,16 @@ class MuLO:
         b0 = mlp["b0"] + time_11 @ mlp["w0"][NUM_FEATURES:]
         if p.ndim >= 2 and not hf:
             return self._matrix_direction_magnitude(mlp, p, g, acc, b0)
-        h = features.project_features(p, g, acc, mlp["w0"][:NUM_FEATURES], hf)
+        h = mulo_features.project_features(p, g, acc, mlp["w0"][:NUM_FEATURES], hf)
         out = common.apply_mlp_tail(mlp, common.add_bias(h, b0, hf), hidden_first=hf)
         return (out[0], out[1]) if hf else (out[..., 0], out[..., 1])
 
     @staticmethod
     def _matrix_direction_magnitude(mlp: dict, p, g, acc, b0) -> tuple[jax.Array, jax.Array]:
-        """(d, m) for a tensor of rank >= 2 as one 2-D MLP over `features.feature_matrix`, each
+        """(d, m) for a tensor of rank >= 2 as one 2-D MLP over `mulo_features.feature_matrix`, each
         feature's RMS folded into the first layer's weights (fused by XLA:CPU into one kernel)."""
-        x, rms = features.feature_matrix(p, g, acc)
-        w0 = mlp["w0"][jnp.asarray(features.MATRIX_ORDER)] / rms[:, None]
+        x, rms = mulo_features.feature_matrix(p, g, acc)
+        w0 = mlp["w0"][jnp.asarray(mulo_features.MATRIX_ORDER)] / rms[:, None]
         h = jax.nn.relu(common.add_bias(x @ w0, b0))
         h = jax.nn.relu(common.add_bias(h @ mlp["w1"], mlp["b1"]))
         out = common.dense_pairs(h, mlp["w2"], mlp["b2"]).reshape(p.shape + (2,))
@@ -116,11 +116,11 @@ class MuLO:
         if not isinstance(state, MuLOState):
             state = state[0]
         mom_d, rms_d, fac_d = self.decays(theta)
-        time_11 = features.time_features(state.count)
+        time_11 = mulo_features.time_features(state.count)
         g_leaves, treedef = jax.tree.flatten(updates)
         ds, ms = [], []
         for g, p, a in zip(g_leaves, treedef.flatten_up_to(params), treedef.flatten_up_to(state.acc)):
-            a = features.update_accumulators(a, g, mom_d, rms_d, fac_d)
+            a = mulo_features.update_accumulators(a, g, mom_d, rms_d, fac_d)
             d, m = self.direction_magnitude(theta["mlp"], p, g, a, time_11)
             ds.append(d.ravel())
             ms.append(m.ravel())
@@ -138,13 +138,14 @@ class MuLO:
         mom_d, rms_d, fac_d = self.decays(theta)
 
         def init_fn(params):
-            return MuLOState(jnp.zeros((), jnp.int32), jax.tree.map(features.init_accumulators, params))
+            return MuLOState(jnp.zeros((), jnp.int32), jax.tree.map(mulo_features.init_accumulators, params))
 
         def update_fn(updates, state, params=None, **extra):
             del extra
             common.require_params(params, "MuLO")
-            time_11 = features.time_features(state.count)
-            acc = jax.tree.map(lambda g, a: features.update_accumulators(a, g, mom_d, rms_d, fac_d), updates, state.acc)
+            time_11 = mulo_features.time_features(state.count)
+            acc = jax.tree.map(lambda g, a: mulo_features.update_accumulators(a, g, mom_d, rms_d, fac_d),
+                               updates, state.acc)
 
             def step(g, p, a):
                 d, m = self.direction_magnitude(theta["mlp"], p, g, a, time_11)

@@ -6,8 +6,8 @@ relative to its first value and to three EMAs) and the training-progress feature
 tanh(10·(t/T − x)) are appended. A mixing layer adds a max over tensors, then one LSTM cell,
 shared by all tensors, updates each tensor's hidden state. From it come softmax mixing weights
 over a bank of small per-parameter MLPs (blended into one MLP per tensor) and a learning-rate
-multiplier. The blended MLP reads the 28 RMS-normalized features of `lopt.features` and outputs
-(d, m); the step is −step_mult·lr_mult·d·exp(exp_mult·m). Under μP, `optimizer` chains
+multiplier. The blended MLP reads μLO's 28 RMS-normalized features (`lopt.mulo_features`) and
+outputs (d, m); the step is −step_mult·lr_mult·d·exp(exp_mult·m). Under μP, `optimizer` chains
 `lopt.scale_by_mup` after it (1/fan_in on hidden weights), so the optimizer's state is the pair
 (VeLOState, optax.EmptyState()). As in μVeLO, the step is not multiplied by the parameter norm.
 
@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt import common, features, mup
-from lopt.features import NUM_FEATURES
+from lopt import common, mulo_features, mup
+from lopt.mulo_features import NUM_FEATURES
 
 PyTree = Any
 PROGRESS_POINTS = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)
@@ -55,7 +55,7 @@ class VeLOState(NamedTuple):
     loss_ema: jax.Array  # (3,)
 
 
-def _tensor_stats(p: jax.Array, acc: features.Accumulators) -> jax.Array:
+def _tensor_stats(p: jax.Array, acc: mulo_features.Accumulators) -> jax.Array:
     log_mean = lambda x: jnp.log(jnp.mean(x) + 1e-12)
     mom = jnp.stack([log_mean(acc.mom[k] ** 2) for k in range(3)])
     rank = jax.nn.one_hot(min(p.ndim, MAX_RANK), MAX_RANK + 1)
@@ -74,7 +74,7 @@ class VeLO:
     """Architecture config (static)."""
 
     name: ClassVar[str] = "velo"
-    version: ClassVar[int] = features.FEATURE_VERSION
+    version: ClassVar[int] = mulo_features.FEATURE_VERSION
     lstm_hidden: int = 32
     mix_hidden: int = 16
     num_mlps: int = 8
@@ -120,7 +120,7 @@ class VeLO:
     def _tensor_step(self, theta, mix_K, lr_mult, p, g, acc):
         mlp = jax.tree.map(lambda w: jnp.tensordot(mix_K, w, axes=(0, 0)), theta["bank"])
         hf = common.is_hidden_first(self.mlp_hidden)
-        h = common.add_bias(features.project_features(p, g, acc, mlp["w0"], hf), mlp["b0"], hf)
+        h = common.add_bias(mulo_features.project_features(p, g, acc, mlp["w0"], hf), mlp["b0"], hf)
         out = common.apply_mlp_tail(mlp, h, hidden_first=hf)
         d, m = (out[0], out[1]) if hf else (out[..., 0], out[..., 1])
         step = self.step_mult * lr_mult * d * jnp.exp(self.exp_mult * m)
@@ -142,7 +142,7 @@ class VeLO:
             # explicit dtypes throughout: weak-typed NaN loss fields made the second jitted update retrace
             zeros = jnp.zeros((n, self.lstm_hidden), F32)
             return VeLOState(
-                jnp.zeros((), jnp.int32), jax.tree.map(features.init_accumulators, params), zeros, zeros,
+                jnp.zeros((), jnp.int32), jax.tree.map(mulo_features.init_accumulators, params), zeros, zeros,
                 jnp.full((), jnp.nan, F32), jnp.full((len(LOSS_DECAYS),), jnp.nan, F32),
             )
 
@@ -155,7 +155,7 @@ class VeLO:
             first = jnp.where(jnp.isnan(state.loss_first), loss, state.loss_first)
             ema = jnp.where(jnp.isnan(state.loss_ema), loss, state.loss_ema)
             ema = loss_decays * ema + (1 - loss_decays) * loss
-            acc = jax.tree.map(lambda g, a: features.update_accumulators(a, g, *decays), updates, state.acc)
+            acc = jax.tree.map(lambda g, a: mulo_features.update_accumulators(a, g, *decays), updates, state.acc)
             g_leaves, treedef = jax.tree.flatten(updates)
             p_leaves = treedef.flatten_up_to(params)
             a_leaves = treedef.flatten_up_to(acc)

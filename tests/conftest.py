@@ -2,23 +2,20 @@
 
 import os
 
-# The suite is compile-bound: LLVM's optimization level 0 halves XLA:CPU's compile times (the HLO
-# passes, fusion and sharding included, are unchanged; the machine code is slower), taking the CI
-# suite from ~12 to ~8 minutes on 2 cores. Set the flag in XLA_FLAGS to test at another level.
-_flags = os.environ.get("XLA_FLAGS", "")
-if "xla_backend_optimization_level" not in _flags:
-    _flags += " --xla_backend_optimization_level=0"
-# XLA:CPU (jaxlib 0.10.2) sporadically returns NaN from the vmapped transformer loss when its
-# multi-threaded Eigen kernels run on an oversubscribed CPU (two pytest workers on two cores);
-# reproduced outside pytest at ~1 run in 30, never with single-threaded Eigen. The tests check
-# our numerics, so they pin single-threaded Eigen (set before the backend starts).
-# Four host devices, so that the sharding tests split the particle axis (a plain jit still runs
-# on one device; the CLI's default mesh takes as many as divide the particles).
-os.environ["XLA_FLAGS"] = (_flags + " --xla_cpu_multi_thread_eigen=false --xla_force_host_platform_device_count=4").strip()
 # Compiled programs are shared through JAX's persistent cache between the pytest workers and the
 # CLI subprocesses, which compile the same meta-training step (compilation dominates those tests).
+# (Set before jax is imported: it reads these variables at import.)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+
+from lopt import xla_flags  # noqa: E402
+
+# The suite is compile-bound: LLVM's optimization level 0 takes it from ~12 to ~8 minutes on 2 cores.
+# Single-threaded Eigen: the tests check our numerics, not XLA:CPU's threading glitches (see
+# lopt.xla_flags). Four host devices, so that the sharding tests split the particle axis (a plain
+# jit still runs on one device; the CLI's default mesh takes as many as divide the particles). A
+# flag already in XLA_FLAGS wins: set --xla_backend_optimization_level there to test at another level.
+xla_flags.add_xla_flags(xla_flags.LLVM_O0, xla_flags.SINGLE_THREADED_EIGEN, xla_flags.host_device_count(4))
 
 import jax  # noqa: E402
 import numpy as np

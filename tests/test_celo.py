@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import lopt
-from lopt import celo
+from lopt import celo_features
 
 SHAPES = {"b": (5,), "w": (4, 3), "k": (3, 3, 2, 4), "s": ()}
 
@@ -22,8 +22,8 @@ def _random_theta(seed: int, hidden: int = 8) -> dict:
     keys = jax.random.split(jax.random.key(seed + 100), 8)
     return {
         "mlp": {k: v + 0.3 * jax.random.normal(keys[i], v.shape) for i, (k, v) in enumerate(sorted(theta["mlp"].items()))},
-        "skip": jax.random.normal(keys[6], (celo.NUM_FEATURES,)),
-        "step": 0.5 * jax.random.normal(keys[7], (celo.NUM_TENSOR_FEATURES,)),
+        "skip": jax.random.normal(keys[6], (celo_features.NUM_FEATURES,)),
+        "step": 0.5 * jax.random.normal(keys[7], (celo_features.NUM_TENSOR_FEATURES,)),
         "decay_logits": {"mom": jnp.array([0.05, -0.03]), "rms": jnp.array(0.02)},
     }
 
@@ -57,7 +57,7 @@ class NumpyCelo:
 
     def update(self, grads: dict, params: dict) -> dict:
         frac = 0.0 if self.num_steps is None else self.count / self.num_steps
-        sched = np.tanh(4 * (frac - np.array(celo.SCHEDULE_POINTS)))
+        sched = np.tanh(4 * (frac - np.array(celo_features.SCHEDULE_POINTS)))
         out = {}
         for name, g in grads.items():
             g, p = np.asarray(g, np.float64), np.asarray(params[name], np.float64)
@@ -180,12 +180,12 @@ def test_direction_custom_vjp_matches_the_unit_form(shape):
     value and its vector-Jacobian product (weights, skip and features) equal the unit form's own."""
     ks = iter(jax.random.split(jax.random.key(7), 16))
     layers = tuple((jax.random.normal(next(ks), (a, b)), jax.random.normal(next(ks), (b,)))
-                   for a, b in ((celo.NUM_FEATURES, 8), (8, 8), (8, 1)))
-    skip = jax.random.normal(next(ks), (celo.NUM_FEATURES,))
-    x = tuple(jax.random.normal(k, shape) for k in jax.random.split(next(ks), celo.NUM_FEATURES))
+                   for a, b in ((celo_features.NUM_FEATURES, 8), (8, 8), (8, 1)))
+    skip = jax.random.normal(next(ks), (celo_features.NUM_FEATURES,))
+    x = tuple(jax.random.normal(k, shape) for k in jax.random.split(next(ks), celo_features.NUM_FEATURES))
     ct = jax.random.normal(next(ks), shape)
-    out, vjp = jax.vjp(celo.mlp_direction, layers, skip, x)
-    ref_out, ref_vjp = jax.vjp(celo._mlp_units, layers, skip, x)
+    out, vjp = jax.vjp(celo_features.mlp_direction, layers, skip, x)
+    ref_out, ref_vjp = jax.vjp(celo_features.mlp_units, layers, skip, x)
     np.testing.assert_allclose(out, ref_out, rtol=1e-6, atol=1e-6)
     for a, b in zip(jax.tree.leaves(vjp(ct)), jax.tree.leaves(ref_vjp(ct))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -247,7 +247,7 @@ def test_model_feature_scales_the_step_by_depth_as_numpy_says():
     grads = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in SHAPES.items()}
     n_matrices = sum(len(s) >= 2 for s in SHAPES.values())  # w and k
     feature = math.log(n_matrices) / math.log(16)
-    np.testing.assert_allclose(celo.model_feature(params), [feature], rtol=1e-6)
+    np.testing.assert_allclose(celo_features.model_feature(params), [feature], rtol=1e-6)
     want = NumpyCelo(base, theta0, 10).update(grads, params)
     adopted = arch.adopt(theta0, base)
     assert adopted["step"].shape == (arch.num_step_features,) and float(adopted["step"][-1]) == 0.0
@@ -319,7 +319,7 @@ def test_progress_feature_shrinks_the_step_with_the_gradients_as_numpy_says():
             np.testing.assert_allclose(got[k], np.exp(0.7 * feature) * want[k], rtol=5e-4, atol=1e-12,
                                        err_msg=f"{k} at step {t}")
     kept = lopt.Celo(progress_feature=True, model_features=True).adopt(dict(adopted, step=adopted["step"].at[-1].set(-2.0)), arch)
-    assert kept["step"].shape == (celo.NUM_TENSOR_FEATURES + 2,) and float(kept["step"][-1]) == -2.0
+    assert kept["step"].shape == (celo_features.NUM_TENSOR_FEATURES + 2,) and float(kept["step"][-1]) == -2.0
     assert float(kept["step"][-2]) == 0.0
 
 
@@ -364,7 +364,7 @@ def test_decay_gate_scales_the_weight_decay_with_the_progress_as_numpy_says():
     10^(−κ·progress), progress as in `test_progress_feature_...`: the decay grows as the gradients
     fade below their peak; κ = 0 is the ungated optimizer; adopt keeps a learned κ across gains."""
     base, theta = lopt.Celo(), _random_theta(7)
-    theta = dict(theta, skip=theta["skip"].at[celo.PARAM_FEATURE].set(0.8))
+    theta = dict(theta, skip=theta["skip"].at[celo_features.PARAM_FEATURE].set(0.8))
     arch = lopt.Celo(decay_gate=True, decay_gate_init=0.6)
     adopted = arch.adopt(theta, base)
     assert float(adopted["decay_gate"][0]) == pytest.approx(0.6)

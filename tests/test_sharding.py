@@ -23,6 +23,7 @@ import outer
 from configs import tiny
 from estimators import ESSingle, FullES, PES, TBPTT, Truncation, sharding
 from estimators.toy import LinearQuadratic
+from lopt import xla_flags
 
 
 def test_conftest_gives_four_cpu_devices():
@@ -178,7 +179,8 @@ def test_two_processes_match_one_and_their_checkpoint_resumes_in_one(tmp_path, s
     overrides = ["--config.num_steps=4", "--config.estimator.num_tasks=4", "--config.eval.every=100",
                  "--config.eval.num_steps=10", "--config.eval.curve_every=10", "--config.log.histograms_every=0",
                  "--config.probe.every=0"]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false")
+    env = dict(os.environ, XLA_FLAGS=xla_flags.merge_flags("", xla_flags.host_device_count(2),
+                                                           xla_flags.SINGLE_THREADED_EIGEN))
     port, workdir = _free_port(), tmp_path / "two"
     procs = [subprocess.Popen(
         [sys.executable, "meta_train.py", "--config=configs/tiny.py", f"--workdir={workdir}", *overrides,

@@ -57,7 +57,7 @@ def fmnist_8x8(data_dir: str | None = None) -> dict[str, np.ndarray]:
             "test_x": (te - mean) / std, "test_y": raw["valid_y"].astype(np.int32)}
 
 
-def init_mlp(key: jax.Array, sizes: tuple[int, ...] = SIZES) -> dict[str, jax.Array]:
+def init_he_mlp(key: jax.Array, sizes: tuple[int, ...] = SIZES) -> dict[str, jax.Array]:
     """He-normal weights (std √(2/fan_in)), zero biases: {"w0", "b0", "w1", "b1", ...}."""
     params = {}
     for i, (k, fi, fo) in enumerate(zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:])):
@@ -156,7 +156,7 @@ def make_run(method: Method, data: dict, log_every: int, *, lr=None, meta_lr=Non
 
     def init(key):
         k_init, k_data = jax.random.split(key)
-        params = init_mlp(k_init, sizes)
+        params = init_he_mlp(k_init, sizes)
         return RunState(params, opt.init(params), k_data, jnp.zeros((), jnp.int32))
 
     def step(state: RunState, _):

@@ -40,12 +40,11 @@ Cost on 2 shared CPU cores (measured twice each): --quick 2.0–2.5 min, full 10
 
 from __future__ import annotations
 
-import os
 import sys
 
 if __name__ == "__main__" and sys.argv[1:2] == ["reproduce"]:
-    # single-threaded Eigen, as the evaluation commands; set before the backend starts
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    from lopt import xla_flags  # single-threaded Eigen, as the evaluation commands
+    xla_flags.add_xla_flags(xla_flags.SINGLE_THREADED_EIGEN)
 
 import argparse
 import dataclasses

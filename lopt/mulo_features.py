@@ -1,9 +1,11 @@
-"""Per-parameter accumulators and features shared by the MLP learned optimizers.
+"""The per-parameter accumulators and features of the μLO family, read by `lopt.mulo` and `lopt.velo`.
 
 For one tensor p with gradient g, the accumulators are: three momenta m_k, the second moment v,
 and three Adafactor factored second moments (row and column means of g², one per decay). From
 them come 28 features (`FEATURE_NAMES`), each divided by its RMS over the tensor, plus 11 time
 features tanh(t/x − 1). Decays arrive as arrays so that they can be meta-learned.
+`FEATURE_VERSION` is the file version of both architectures. Celo's own, smaller set of
+accumulators and features is `lopt.celo_features`.
 
 >>> import jax.numpy as jnp
 >>> acc = init_accumulators(jnp.zeros((4, 3)))
@@ -17,6 +19,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from lopt import common
 
 FEATURE_VERSION = 1
 NUM_DECAYS = 3
@@ -53,13 +57,8 @@ def _factored(p: jax.Array) -> bool:
     return p.ndim >= 2
 
 
-def acc_dtype(p: jax.Array):
-    """Accumulators are kept in at least float32, whatever the params' dtype."""
-    return jnp.promote_types(p.dtype, jnp.float32)
-
-
 def init_accumulators(p: jax.Array) -> Accumulators:
-    s, dt = p.shape, acc_dtype(p)
+    s, dt = p.shape, common.acc_dtype(p)
     if _factored(p):
         row = jnp.zeros((NUM_DECAYS,) + s[:-1], dt)
         col = jnp.zeros((NUM_DECAYS,) + s[:-2] + s[-1:], dt)
@@ -226,8 +225,3 @@ def time_features(step: jax.Array) -> jax.Array:
     """tanh(t/x − 1) for the 11 time scales x, shape (11,)."""
     t = jnp.asarray(step, jnp.float32)
     return jnp.tanh(t / jnp.asarray(TIME_SCALES, jnp.float32) - 1.0)
-
-
-def decay_from_logit(theta_k: jax.Array, base: jax.Array) -> jax.Array:
-    """μLO's reparametrization 1 − (1 − base)·exp(10·θ), kept inside [0, 1 − 1e-6]."""
-    return jnp.clip(1.0 - (1.0 - base) * jnp.exp(10.0 * theta_k), 0.0, 1.0 - 1e-6)

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import lopt
-from lopt import common, features
+from lopt import common, mulo_features
 
 jax.config.update("jax_enable_x64", False)
 SHAPES = [(), (5,), (4, 3), (3, 3, 2, 4)]
@@ -66,17 +66,17 @@ class NumpyAcc:
             out[f"row{k}"], out[f"col{k}"] = row_b, col_b
             out[f"rsqrt_row{k}"], out[f"rsqrt_col{k}"] = 1 / np.sqrt(row_b + eps), 1 / np.sqrt(col_b + eps)
             out[f"m{k}_fac{k}"] = self.mom[k] / np.sqrt(vhat)
-        return np.stack([np.broadcast_to(out[n], self.shape) for n in features.FEATURE_NAMES])
+        return np.stack([np.broadcast_to(out[n], self.shape) for n in mulo_features.FEATURE_NAMES])
 
 
 def _run_both(shape, steps=4, seed=0):
     rng = np.random.default_rng(seed)
     p = rng.normal(size=shape)
-    ref, acc = NumpyAcc(shape), features.init_accumulators(jnp.asarray(p, jnp.float32))
+    ref, acc = NumpyAcc(shape), mulo_features.init_accumulators(jnp.asarray(p, jnp.float32))
     for _ in range(steps):
         g = rng.normal(size=shape) * rng.uniform(0.1, 3.0, size=shape)
         ref.update(g)
-        acc = features.update_accumulators(acc, jnp.asarray(g, jnp.float32), jnp.asarray(MOM), jnp.asarray(RMS),
+        acc = mulo_features.update_accumulators(acc, jnp.asarray(g, jnp.float32), jnp.asarray(MOM), jnp.asarray(RMS),
                                            jnp.asarray(FAC))
     return p, g, ref, acc
 
@@ -84,17 +84,17 @@ def _run_both(shape, steps=4, seed=0):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_each_feature_matches_numpy(shape):
     p, g, ref, acc = _run_both(shape)
-    got = np.asarray(features.raw_features(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc))
+    got = np.asarray(mulo_features.raw_features(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc))
     want = ref.features(p, g)
-    assert got.shape == (features.NUM_FEATURES,) + shape == want.shape
-    for i, name in enumerate(features.FEATURE_NAMES):
+    assert got.shape == (mulo_features.NUM_FEATURES,) + shape == want.shape
+    for i, name in enumerate(mulo_features.FEATURE_NAMES):
         np.testing.assert_allclose(got[i], want[i], rtol=2e-4, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("shape", SHAPES[1:])
 def test_normalized_features_have_unit_rms(shape):
     p, g, ref, acc = _run_both(shape)
-    normed = np.asarray(features.normalized_features(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc))
+    normed = np.asarray(mulo_features.normalized_features(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc))
     want = ref.features(p, g)
     want = want / np.sqrt((want**2).reshape(len(want), -1).mean(1) + 1e-8).reshape((-1,) + (1,) * len(shape))
     np.testing.assert_allclose(normed, want, rtol=2e-4, atol=1e-6)
@@ -103,10 +103,10 @@ def test_normalized_features_have_unit_rms(shape):
 def test_time_features_and_decay_reparametrization():
     for t in (0, 1, 7, 250, 40_000):
         want = np.tanh(t / np.array([1, 3, 10, 30, 100, 300, 1e3, 3e3, 1e4, 3e4, 1e5]) - 1)
-        np.testing.assert_allclose(features.time_features(jnp.int32(t)), want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(mulo_features.time_features(jnp.int32(t)), want, rtol=1e-6, atol=1e-7)
     for theta, base in [(0.0, 0.9), (0.05, 0.99), (-0.2, 0.999)]:
         want = 1 - np.exp(10 * (np.log(1 - base) / 10 + theta))
-        np.testing.assert_allclose(features.decay_from_logit(jnp.float32(theta), jnp.float32(base)), want, rtol=1e-5)
+        np.testing.assert_allclose(common.decay_from_logit(jnp.float32(theta), jnp.float32(base)), want, rtol=1e-5)
 
 
 def _numpy_mulo_update(arch, theta, p, g, ref, step):
@@ -114,7 +114,7 @@ def _numpy_mulo_update(arch, theta, p, g, ref, step):
     feats = ref.features(p, g)
     rms = np.sqrt((feats**2).reshape(len(feats), -1).mean(1) + 1e-8)
     x = np.moveaxis(feats / rms.reshape((-1,) + (1,) * p.ndim), 0, -1)
-    t = np.tanh(step / np.array(features.TIME_SCALES) - 1)
+    t = np.tanh(step / np.array(mulo_features.TIME_SCALES) - 1)
     x = np.concatenate([x, np.broadcast_to(t, p.shape + (11,))], -1)
     h = np.maximum(x @ th["w0"] + th["b0"], 0)
     h = np.maximum(h @ th["w1"] + th["b1"], 0)
@@ -164,8 +164,8 @@ def test_learnable_adam_matches_numpy_adam():
 @pytest.mark.parametrize("hidden,hidden_first", [(4, True), (4, False), (32, False)])
 def test_project_features_equals_first_layer_on_normalized_features(shape, hidden, hidden_first):
     p, g, ref, acc = _run_both(shape)
-    w = np.random.default_rng(1).normal(size=(features.NUM_FEATURES, hidden))
-    project = jax.jit(features.project_features, static_argnums=4)
+    w = np.random.default_rng(1).normal(size=(mulo_features.NUM_FEATURES, hidden))
+    project = jax.jit(mulo_features.project_features, static_argnums=4)
     got = project(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc, jnp.asarray(w, jnp.float32),
                   hidden_first)
     got = np.moveaxis(np.asarray(got), 0, -1) if hidden_first else got
@@ -179,9 +179,9 @@ def test_project_features_equals_first_layer_on_normalized_features(shape, hidde
 @pytest.mark.parametrize("shape", [(4, 3), (3, 3, 2, 4)])
 def test_feature_matrix_matches_numpy(shape):
     p, g, ref, acc = _run_both(shape)
-    x, rms = jax.jit(features.feature_matrix)(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc)
-    want = ref.features(p, g)[list(features.MATRIX_ORDER)]
-    assert sorted(features.MATRIX_ORDER) == list(range(features.NUM_FEATURES))
+    x, rms = jax.jit(mulo_features.feature_matrix)(jnp.asarray(p, jnp.float32), jnp.asarray(g, jnp.float32), acc)
+    want = ref.features(p, g)[list(mulo_features.MATRIX_ORDER)]
+    assert sorted(mulo_features.MATRIX_ORDER) == list(range(mulo_features.NUM_FEATURES))
     np.testing.assert_allclose(x, want.reshape(len(want), -1).T, rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(rms, np.sqrt((want**2).reshape(len(want), -1).mean(1) + 1e-8), rtol=2e-4)
 
