@@ -17,7 +17,7 @@ Cost on 2 CPU cores: 4950 meta-steps in 62 min, beside evaluations.
 Result: lopt/pretrained/celo_generalist.safetensors (sha256 ff80761e0617…, 12456 meta-steps in
 all); κ 0 → 0.21; held-out meta-loss 0.285 → 0.316 (noisy). Measured as users would (its card,
 `python -m evaluation.evaluate --suite dev|test`): validation loss below the best tuned baseline on
-2 of 7 `dev` and 1 of 7 `test` tasks, training loss above it on all of them; no run non-finite.
+2 of 9 `dev` and 1 of 9 `test` tasks, training loss above it on all 18; no run non-finite.
 """
 
 import ml_collections
