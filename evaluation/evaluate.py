@@ -159,7 +159,8 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
         "lopts": [{k: o[k] for k in ("label", "source", "digest")} | {"arch": o["arch"].name} for o in learned],
         "command": command or f"evaluate({the_suite.name!r}, {list(lopts)!r}, seeds={seeds}"
                               + (f", part={part})" if part is not None else ")"),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "tasks": {},
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "tasks": dict(others),  # in every rewrite of results.json, so an interrupted part loses no other part
     }
     if baselines_from is not None:
         results["baselines_from"] = str(baselines_from)
@@ -177,10 +178,8 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
         results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update)
         _write_atomic(out / "results.json", json.dumps(dict(results, partial=True), indent=1, allow_nan=False))
     bar.close()
-    if others:  # the whole suite's order, this part's tasks among the others'
-        results["tasks"] = {t.label: results["tasks"].get(t.label, others.get(t.label)) for t in everything
-                            if t.label in results["tasks"] or t.label in others}
-    if len(results["tasks"]) < len(everything) and part is not None:
+    results["tasks"] = {t.label: results["tasks"][t.label] for t in everything if t.label in results["tasks"]}
+    if len(results["tasks"]) < len(everything):  # a part whose other parts have not run here
         results["partial"] = True
     results["summary"] = protocol.summarize(results)
     results["wall_s"] = round(time.time() - t0, 1)
