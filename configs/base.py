@@ -43,8 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
         target_steps=5, matching="sqdist", target_lr=0.1,
     ))
     # horizons: each group draws its inner horizon from these (weights: horizon_weights) at every
-    # redraw; lockstep truncated estimators only; () keeps estimator.max_horizon for every group
-    c.groups = ml_collections.ConfigDict(dict(num=2, resample_every=100, horizons=(), horizon_weights=()))
+    # redraw; lockstep truncated estimators only; () keeps estimator.max_horizon for every group.
+    # buckets: K > 0 draws K (task shape, horizon) buckets once per run and every redraw reuses one
+    # with fresh data, so at most K estimator programs are ever compiled (outer.groups); 0: off
+    c.groups = ml_collections.ConfigDict(dict(num=2, resample_every=100, horizons=(), horizon_weights=(), buckets=0))
     c.outer = ml_collections.ConfigDict(dict(
         peak_lr=3e-3, end_lr=1e-3, warmup_steps=10, weight_decay=1e-4, clip=1.0, b1=0.9, b2=0.999,
     ))

@@ -27,7 +27,7 @@ from outer import OuterOptimizer, Setup
 
 # Config paths that may change when a run is resumed (cadences, length, evaluation).
 RESUMABLE_CHANGES = ("num_steps", "eval", "log", "probe", "checkpoint", "mesh")
-ADDED_OFF = {"groups": {"horizons": (), "horizon_weights": ()}}  # settings added later: at these values a
+ADDED_OFF = {"groups": {"horizons": (), "horizon_weights": (), "buckets": 0}}  # settings added later: at these values a
 # run's fingerprint is that of a run from before they existed, so its workdir still resumes
 
 
@@ -153,8 +153,17 @@ def build(config: ml_collections.ConfigDict) -> Setup:
         eval_tasks=c.eval.num_tasks, eval_steps=c.eval.num_steps, eval_curve_every=c.eval.curve_every,
         eval_adam_lr=c.eval.adam_lr, checkpoint_every=c.checkpoint.every, keep=c.checkpoint.keep,
         mesh_size=mesh_size, init_theta=init_theta, init_header=init_header, fingerprint=fingerprint(c), config=c.to_dict(), config_json=c.to_json(),
-        horizons=horizons, horizon_weights=horizon_weights,
+        horizons=horizons, horizon_weights=horizon_weights, buckets=_buckets(c),
     )
+
+
+def _buckets(c: ml_collections.ConfigDict) -> int:
+    """config.groups.buckets, checked: an int in [0, the programs an estimator function keeps]."""
+    k = c.groups.get("buckets", 0)
+    if not (isinstance(k, int) and 0 <= k <= estimators.MAX_PROGRAMS):
+        raise ValueError(f"config.groups.buckets must be an integer in [0, {estimators.MAX_PROGRAMS}] (0: off; at most "
+                         f"the programs one estimator function keeps compiled, so no redraw evicts one), got {k!r}")
+    return k
 
 
 def _group_horizons(c: ml_collections.ConfigDict) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -182,7 +191,10 @@ def without_added_off(d: dict) -> dict:
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     for section, off in ADDED_OFF.items():
         for k, v in off.items():
-            if section in d and k in d[section] and tuple(d[section][k]) == v:
+            value = d[section].get(k) if section in d else None
+            if isinstance(value, (list, tuple)):
+                value = tuple(value)
+            if section in d and k in d[section] and value == v:
                 del d[section][k]
     return d
 

@@ -42,7 +42,7 @@ import jax
 from estimators import sharding
 from estimators.protocol import OBJECTIVES, Estimator, Problem, Truncation
 from estimators.bmg import BMG, MATCHINGS
-from estimators.compiled import PerClassJit, node_classes
+from estimators.compiled import MAX_PROGRAMS, PerClassJit, node_classes
 from estimators.es_single import ESSingle
 from estimators.full_es import SHAPINGS, STRATEGIES, FullES
 from estimators.pes import PES
@@ -92,7 +92,7 @@ def compile_estimate(est: Estimator) -> Callable:
 
 
 __all__ = [
-    "BMG", "ESSingle", "ESTIMATORS", "Estimator", "FullES", "LOProblem", "MATCHINGS", "OBJECTIVES", "PES",
+    "BMG", "ESSingle", "ESTIMATORS", "Estimator", "FullES", "LOProblem", "MATCHINGS", "MAX_PROGRAMS", "OBJECTIVES", "PES",
     "PerClassJit", "Problem", "SHAPINGS", "STRATEGIES", "SlotState", "Slots", "TBPTT", "sharding", "Truncation",
     "compile_estimate", "get_estimator", "node_classes", "settings", "takes_truncation", "variance_probe",
 ]

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import jax
 
+MAX_PROGRAMS = 24  # compiled programs one PerClassJit function keeps (a run's task buckets must fit)
+
 
 def node_classes(tree: Any) -> tuple[type, ...]:
     """The class of every node of `tree`'s pytree structure (leaves aside), depth first."""
@@ -47,7 +49,7 @@ class PerClassJit:
     with "LLVM compilation error: Cannot allocate memory". When a function's cache is full it is
     emptied before the next call, which then compiles again."""
 
-    def __init__(self, fn: Callable, max_programs: int = 24, **jit_kwargs: Any):
+    def __init__(self, fn: Callable, max_programs: int = MAX_PROGRAMS, **jit_kwargs: Any):
         if max_programs < 1:
             raise ValueError(f"max_programs must be >= 1, got {max_programs}")
         self.fn, self.jit_kwargs, self.programs, self.max_programs = fn, jit_kwargs, {}, max_programs

@@ -83,6 +83,62 @@ class TaskFamily:
     def specs(self, key: jax.Array, n: int) -> list[TaskSpec]:
         return [self.sample(k) for k in jax.random.split(key, n)]
 
+    def sample_like(self, key: jax.Array, shape: TaskSpec, max_tries: int = 1000) -> TaskSpec:
+        """A draw of this family with `shape`'s programs (`shape == result`) and fresh data settings.
+
+        Draws until one's free settings fit `shape` (`with_free_fields`); `shape` itself when its
+        spec has no free settings, or when no draw of `max_tries` fits.
+        """
+        if not has_free_fields(shape):
+            return shape
+        for k in jax.random.split(key, max_tries):
+            out = with_free_fields(shape, self.sample(k))
+            if out is not None:
+                return out
+        return shape
+
+
+def with_free_fields(shape: TaskSpec, fresh: TaskSpec) -> TaskSpec | None:
+    """`shape` with the settings that do not enter its programs taken from `fresh`, or None.
+
+    A spec's compared dataclass fields (its `==` and hash) fix every program built from it: array
+    shapes and traced choices. Its `compare=False` fields (a tabular task's data seed, generator,
+    noise, scaling) only change the data, which programs take as arguments. The result equals
+    `shape`, so every compiled program is reused, with new data. None when `fresh` is another kind
+    of spec or its settings do not fit `shape` (e.g. a two-class generator for a ten-class shape).
+
+    >>> from inner_tasks.tabular import TabularSpec
+    >>> a, b = TabularSpec(num_features=8, seed=1), TabularSpec(num_features=4, seed=2, noise=0.3)
+    >>> c = with_free_fields(a, b)
+    >>> c == a, c.seed, c.noise, c.num_features
+    (True, 2, 0.3, 8)
+    """
+    if type(shape) is not type(fresh):
+        return None
+    changes = {}
+    for f in dataclasses.fields(shape):
+        if not f.init:
+            continue
+        mine, theirs = getattr(shape, f.name), getattr(fresh, f.name)
+        if not f.compare:
+            changes[f.name] = theirs
+        elif isinstance(mine, TaskSpec):
+            inner = with_free_fields(mine, theirs)
+            if inner is None:
+                return None
+            changes[f.name] = inner
+    try:
+        out = dataclasses.replace(shape, **changes)
+    except ValueError:
+        return None
+    return out if out == shape else None
+
+
+def has_free_fields(spec: TaskSpec) -> bool:
+    """Whether some setting of `spec` (nested specs included) is not compared (see `with_free_fields`)."""
+    return any(not f.compare or (isinstance(getattr(spec, f.name), TaskSpec) and has_free_fields(getattr(spec, f.name)))
+               for f in dataclasses.fields(spec) if f.init)
+
 
 @dataclasses.dataclass(frozen=True)
 class QuadraticFamily(TaskFamily):

@@ -87,15 +87,38 @@ def init_conv(key: jax.Array, spec) -> dict:
     return params
 
 
+def conv2d(x_BxHxWxC: jax.Array, w_KxKxCxO: jax.Array, stride: int = 1, padding: str = "SAME") -> jax.Array:
+    """A 2-D convolution (NHWC input, HWIO kernel, no dilation) as one matmul of patches × kernels.
+
+    The same numbers as `jax.lax.conv_general_dilated` (and flax's `nn.Conv`) up to float
+    rounding. Meta-training vmaps a task over particles that each hold their own kernels; vmapped,
+    `conv_general_dilated` becomes a grouped convolution (`feature_group_count` = particles), which
+    XLA:CPU runs several times slower than the batched matmul this becomes: a PES estimate on an
+    8 px, 16-channel convnet took 0.53 s with the convolution and 0.083 s with this
+    (benchmarks/RESULTS.md). The patches are k² strided slices of the padded input, concatenated on
+    the channel axis in (row, column, channel) order, which is the kernel's own flattening order.
+
+    >>> x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+    >>> conv2d(x, w, stride=2).shape
+    (2, 4, 4, 4)
+    """
+    kh, kw, c_in, c_out = w_KxKxCxO.shape
+    _, h, w, _ = x_BxHxWxC.shape
+    (ph, pw) = jax.lax.padtype_to_pads((h, w), (kh, kw), (stride, stride), padding)
+    x_pad = jnp.pad(x_BxHxWxC, ((0, 0), ph, pw, (0, 0)))
+    h_out = (h + ph[0] + ph[1] - kh) // stride + 1
+    w_out = (w + pw[0] + pw[1] - kw) // stride + 1
+    cols = [x_pad[:, i:i + stride * (h_out - 1) + 1:stride, j:j + stride * (w_out - 1) + 1:stride, :]
+            for i in range(kh) for j in range(kw)]
+    patches_BxHxWxP = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+    return patches_BxHxWxP @ w_KxKxCxO.reshape(kh * kw * c_in, c_out)
+
+
 def apply_conv(params: dict, x_BxHxWxC: jax.Array, spec) -> jax.Array:
     act = ACTIVATIONS[spec.activation]
     h = x_BxHxWxC
     for i in range(spec.depth):
-        h = jax.lax.conv_general_dilated(
-            h, params[f"conv_{i}"]["w"], window_strides=(2, 2), padding="SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        h = act(h + params[f"conv_{i}"]["b"][None, None, None, :])
+        h = act(conv2d(h, params[f"conv_{i}"]["w"], stride=2) + params[f"conv_{i}"]["b"][None, None, None, :])
     h_BxC = h.mean(axis=(1, 2))
     mult = _readout_mult(spec.channels, spec.parametrization)
     return (h_BxC @ params["out"]["w"]) * mult + params["out"]["b"][None, :]

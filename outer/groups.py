@@ -1,7 +1,12 @@
 """Task groups: each meta-step averages the meta-gradients of `num_groups` groups, each a task
 spec sampled from the family with its own estimator population. Group g's spec is redrawn every
 `resample_every` steps, offset by g·resample_every/G so that groups restart in turn; a spec
-depends only on (seed, g, epoch), so a resumed run rebuilds the same groups."""
+depends only on (seed, g, epoch), so a resumed run rebuilds the same groups.
+
+With `setup.buckets` = K > 0, task shapes come from K buckets drawn once per run: each bucket is a
+(spec, horizon) pair, and every redraw picks a bucket and draws from the family a spec of that
+bucket's shape with fresh data settings (`TaskFamily.sample_like`). A run then compiles at most K
+estimator programs and reuses them on every redraw, instead of compiling one per redraw."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ def _init(est: Estimator, theta, key: jax.Array):
 
 
 _init_state = PerClassJit(_init)  # one program per estimator class (see estimators.PerClassJit)
+BUCKETS_STREAM = 2**31 - 1  # the key stream of the buckets (groups use 0, 1, ...)
 MAPS_FRACTION = 0.25  # clear JAX's caches when the process holds this share of the kernel's memory-map limit
 
 
@@ -54,16 +60,30 @@ class Groups:
         self.ests: list[Estimator] = [None] * setup.num_groups
         self.specs: list = [None] * setup.num_groups
         self.horizons: list[int | None] = [None] * setup.num_groups  # None: the estimator's own
+        self.buckets = self._buckets() if setup.buckets else None
+        self.flushes = 0  # times release_compiled_code emptied JAX's caches in this process
 
     def epoch(self, g: int, step: int) -> int:
         s = self.setup
         return (step + g * s.resample_every // s.num_groups) // s.resample_every
 
+    def _buckets(self) -> list[tuple]:
+        """The run's K (spec, horizon) buckets, drawn from the seed alone."""
+        key = jax.random.fold_in(self.key, BUCKETS_STREAM)
+        keys = [jax.random.fold_in(key, b) for b in range(self.setup.buckets)]
+        return [(self.setup.family.sample(k), self.setup.group_horizon(jax.random.fold_in(k, 1))) for k in keys]
+
+    def _draw(self, key: jax.Array) -> tuple:
+        """(spec, horizon) of one redraw: from the family, or of a bucket's shape with fresh data."""
+        if self.buckets is None:
+            return self.setup.family.sample(key), self.setup.group_horizon(jax.random.fold_in(key, 1))
+        shape, horizon = self.buckets[int(jax.random.randint(jax.random.fold_in(key, 2), (), 0, len(self.buckets)))]
+        return self.setup.family.sample_like(key, shape), horizon
+
     def _build(self, g: int, epoch: int) -> None:
         key = jax.random.fold_in(jax.random.fold_in(self.key, g), epoch)
-        spec = self.setup.family.sample(key)
+        spec, self.horizons[g] = self._draw(key)
         self.specs[g] = spec
-        self.horizons[g] = self.setup.group_horizon(jax.random.fold_in(key, 1))
         est = self.setup.make_estimator(self.setup.family.task(spec), self.horizons[g])
         self.ests[g] = sharding.replicate(est, self.mesh)
         self.epochs[g] = epoch
@@ -72,7 +92,7 @@ class Groups:
         """Moves every group to `step`'s epoch, initializing the states of redrawn groups."""
         changed = [self.epoch(g, step) != self.epochs[g] for g in range(self.setup.num_groups)]
         if any(changed):
-            release_compiled_code()
+            self.flushes += release_compiled_code()
         for g in range(self.setup.num_groups):
             e = self.epoch(g, step)
             if changed[g]:

@@ -46,6 +46,7 @@ class Setup:
     config_json: str
     horizons: tuple[int, ...] = ()  # each group's lockstep horizon is drawn from these; (): the estimator's
     horizon_weights: tuple[float, ...] = ()
+    buckets: int = 0  # task shapes drawn once per run that every redraw reuses (outer.groups); 0: off
 
     def group_horizon(self, key: jax.Array) -> int | None:
         """A group's inner horizon for one epoch (None: the estimator's own)."""

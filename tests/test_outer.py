@@ -154,3 +154,48 @@ def test_group_horizons_are_refused_where_they_cannot_apply():
     c.groups.update(horizons=(30, 60), horizon_weights=(1,))
     with pytest.raises(ValueError, match="2 positive numbers"):
         build.build(c)
+
+
+def test_buckets_bound_the_compiled_programs_and_keep_drawing_fresh_data():
+    """groups.buckets = K: every redraw has one of K (spec, horizon) shapes, so a jitted function of
+    the estimator compiles at most K programs over many redraws, while each redraw's data settings
+    (a tabular task's seed and generator) are new. Off, a run's fingerprint is unchanged."""
+    import ml_collections
+
+    from estimators import PerClassJit
+
+    c = tiny.get_config()
+    c.family = ml_collections.ConfigDict(dict(name="tabular", num_features=(4, 8, 16), num_classes=(2, 3),
+                                              train_sizes=(128, 256), widths=(8, 16), width_weights=None,
+                                              depths=(0, 1), depth_weights=None, batch_sizes=(16, 32),
+                                              batch_size_weights=None))
+    c.estimator.update(lockstep=True, min_horizon=40, max_horizon=40)
+    c.groups.update(num=2, resample_every=2, horizons=(30, 60))
+    before = build.fingerprint(c)
+    c.groups.buckets = 3
+    assert build.fingerprint(c) != before
+    setup = build.build(c)
+    groups = Groups(setup, jax.random.key(3), mesh=sharding.make_mesh(1))
+    shapes = {(spec, h) for spec, h in groups.buckets}
+    groups._build(0, 0)
+    program = PerClassJit(lambda est, key: est.problem.task.init(key)).program(groups.ests[0])
+    seeds = collections.defaultdict(set)
+    for g in range(2):
+        for epoch in range(12):
+            groups._build(g, epoch)
+            spec, h = groups.specs[g], groups.horizons[g]
+            assert (spec, h) in shapes and groups.ests[g].trunc.max_horizon == h
+            seeds[(spec, h)].add((spec.seed, spec.generator))
+            program(groups.ests[g], jax.random.key(epoch))
+    assert program._cache_size() <= len(shapes) <= 3
+    assert len(seeds) >= 2 and max(len(s) for s in seeds.values()) >= 3  # the data is redrawn within a bucket
+    c.groups.buckets = 0
+    assert build.fingerprint(c) == before
+
+
+@pytest.mark.parametrize("bad", [-1, 10_000])
+def test_bad_buckets_are_refused_at_build(bad):
+    c = tiny.get_config()
+    c.groups.buckets = bad
+    with pytest.raises(ValueError, match="config.groups.buckets must be an integer in"):
+        build.build(c)

@@ -194,3 +194,22 @@ def test_initial_validation_loss_is_finite_when_fused_with_init(fashion_mnist_di
 
     got = jax.jit(jax.vmap(initial_valid))(jax.random.split(jax.random.key(1), 3))
     np.testing.assert_allclose(got, np.log(10.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("stride,padding,kernel,size", [(2, "SAME", 3, 8), (1, "SAME", 3, 7), (2, "VALID", 3, 9),
+                                                        (2, "SAME", 5, 7), (1, "VALID", 1, 4)])
+def test_conv_as_patches_times_kernels_matches_flax_conv(stride, padding, kernel, size):
+    """`models.conv2d` (patches × kernels) gives flax nn.Conv's outputs and gradients, also vmapped over
+    particles that hold different kernels (the grouped-convolution case it replaces)."""
+    import flax.linen as nn
+
+    conv = nn.Conv(5, (kernel, kernel), strides=(stride, stride), padding=padding, use_bias=False)
+    x = jax.random.normal(jax.random.key(0), (4, 3, size, size, 3))  # particles × batch × H × W × C
+    ws = jax.vmap(lambda k: conv.init(k, x[0])["params"]["kernel"])(jax.random.split(jax.random.key(1), 4))
+    ref = jax.vmap(lambda w, xi: conv.apply({"params": {"kernel": w}}, xi))(ws, x)
+    ours = jax.vmap(lambda w, xi: models.conv2d(xi, w, stride, padding))(ws, x)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    loss_ref = lambda w, xi: jnp.sum(jnp.sin(conv.apply({"params": {"kernel": w}}, xi)))
+    loss_ours = lambda w, xi: jnp.sum(jnp.sin(models.conv2d(xi, w, stride, padding)))
+    np.testing.assert_allclose(jax.vmap(jax.grad(loss_ours))(ws, x), jax.vmap(jax.grad(loss_ref))(ws, x),
+                               rtol=1e-4, atol=1e-4)
