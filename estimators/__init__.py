@@ -84,15 +84,21 @@ def _estimate(est, theta, state, key):
 _estimate_programs = PerClassJit(_estimate, donate_argnums=(2,))
 
 
+def estimate_program(est: Estimator) -> Callable:
+    """The jitted `(est, theta, state, key) -> estimate` that `compile_estimate` calls, with its own
+    `lower(...).compile()` (benchmarks time compilation with it)."""
+    return _estimate_programs.program(est)
+
+
 def compile_estimate(est: Estimator) -> Callable:
     """`estimate(theta, state, key)` jitted with the estimator as an argument and the state
     donated; estimators of different classes never share a program (`PerClassJit`)."""
-    program = _estimate_programs.program(est)
+    program = estimate_program(est)
     return lambda theta, state, key: program(est, theta, state, key)
 
 
 __all__ = [
     "BMG", "ESSingle", "ESTIMATORS", "Estimator", "FullES", "LOProblem", "MATCHINGS", "MAX_PROGRAMS", "OBJECTIVES", "PES",
     "PerClassJit", "Problem", "SHAPINGS", "STRATEGIES", "SlotState", "Slots", "TBPTT", "sharding", "Truncation",
-    "compile_estimate", "get_estimator", "node_classes", "settings", "takes_truncation", "variance_probe",
+    "compile_estimate", "estimate_program", "get_estimator", "node_classes", "settings", "takes_truncation", "variance_probe",
 ]
