@@ -155,7 +155,10 @@ def enable(path: str | os.PathLike | None, source: str = "--compile_cache") -> p
 
 
 def _point_jax_at(path: str | None) -> None:
-    """Sets JAX's cache directory; JAX opens its cache once, so a changed one is reopened."""
-    if jax.config.jax_compilation_cache_dir != path:
+    """Sets JAX's cache directory. JAX opens its cache once, in the first directory set, so one
+    that replaces another needs a reset."""
+    previous = jax.config.jax_compilation_cache_dir
+    if previous != path:
         jax.config.update("jax_compilation_cache_dir", path)
-        compilation_cache.reset_cache()
+        if previous is not None:
+            compilation_cache.reset_cache()

@@ -49,6 +49,21 @@ def test_a_program_compiled_in_one_process_is_a_cache_hit_in_the_next(tmp_path):
     assert second["y"] == first["y"]  # the loaded program computes the same bits
 
 
+def test_a_second_directory_replaces_the_first_and_none_turns_the_cache_off(tmp_path):
+    script = """
+import sys, jax
+from lopt import compile_cache
+for i, path in enumerate(sys.argv[1:]):
+    compile_cache.enable(None if path == "none" else path)
+    jax.jit(lambda x: x * (5.0 + i) + 2.0)(1.0)
+"""
+    env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a"), str(tmp_path / "b"), "none"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [len(list((tmp_path / d).iterdir())) for d in "ab"] == [1, 1]  # the third program went nowhere
+
+
 def test_counters_grow_when_a_fresh_program_compiles():
     compile_cache.track()
     compile_cache.track()  # idempotent: one listener, so one compile counts once
