@@ -2,7 +2,7 @@
 
     python -m evaluation.evaluate --suite dev --lopt celo_generalist[,mulo_sp,FILE…] [--quick | --part K]
         [--tasks a,b] [--seeds 3] [--steps N] [--baselines adam,adamw_cos] [--baselines_from DIR]
-        [--out DIR] [--no-plots]
+        [--out DIR] [--no-plots] [--compile_cache DIR|none]
 
 The protocol is `evaluation.protocol`'s: baselines (`evaluation.baselines`: Adam and AdamW, each
 constant and with warmup + cosine, AdamW's weight decay tuned jointly with the learning rate, SGD
@@ -21,7 +21,9 @@ the baselines alone (for `--baselines_from` later). results.json is rewritten af
 one part per command into the same `--out`: each part's results.json also keeps the other parts'
 tasks that the same evaluation finished there, so the last part's tables cover the whole suite. Bad input (an unknown suite, task, baseline
 or file; mismatched cached baselines; missing data; an empty or non-positive grid) is one
-`error:` line and exit status 2, before anything compiles or is written.
+`error:` line and exit status 2, before anything compiles or is written. Compiled programs are kept
+in JAX's persistent cache, by default $LOPT_COMPILE_CACHE, else ~/.cache/lopt/jax
+(`lopt.compile_cache`); `--compile_cache none` turns it off.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import lopt
 from evaluation import baselines as bl
 from evaluation import ledger, protocol, reuse, suites
 from evaluation.tasks import EvalTask
+from lopt import compile_cache
 
 
 class EvaluateError(ValueError):
@@ -277,14 +280,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     ap.add_argument("--resume", action="store_true",
                     help="keep the tasks an interrupted run of the same evaluation in --out finished")
+    ap.add_argument("--compile_cache", default=None,
+                    help=f"directory of JAX's persistent compilation cache; 'none' turns it off "
+                         f"(default: ${compile_cache.ENV}, else ~/.cache/lopt/jax)")
     args = ap.parse_args(argv)
     command = "python -m evaluation.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
     split = lambda s: [x for x in s.split(",") if x]
-    return run_cli(lambda: evaluate(args.suite, split(args.lopt), seeds=args.seeds, out_dir=args.out,
-                                    tasks=split(args.tasks), quick=args.quick, steps=args.steps,
-                                    baselines=split(args.baselines), baselines_from=args.baselines_from,
-                                    plots=not args.no_plots, command=command, resume=args.resume,
-                                    part=args.part))
+
+    def job() -> dict:
+        compile_cache.enable(compile_cache.resolve(args.compile_cache))
+        return evaluate(args.suite, split(args.lopt), seeds=args.seeds, out_dir=args.out, tasks=split(args.tasks),
+                        quick=args.quick, steps=args.steps, baselines=split(args.baselines),
+                        baselines_from=args.baselines_from, plots=not args.no_plots, command=command,
+                        resume=args.resume, part=args.part)
+
+    return run_cli(job)
 
 
 def run_cli(job: Callable[[], dict]) -> int:
@@ -294,7 +304,7 @@ def run_cli(job: Callable[[], dict]) -> int:
     try:
         results = job()
     except (lopt.LoptFileError, inner_tasks.DatasetNotFoundError, inner_tasks.DatasetFormatError, EvaluateError,
-            reuse.BaselineReuseError, ledger.LedgerError) as e:
+            reuse.BaselineReuseError, ledger.LedgerError, compile_cache.CompileCacheError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(tables.markdown(results))

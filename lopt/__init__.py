@@ -14,7 +14,8 @@ family, `celo_features` (Celo's accumulators, 10 features and fused MLP) and `mu
 decays); `registry` (the architectures by name); `mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file),
 `tensorfile` (pytree tensor names, digests and atomic writes, shared with `checkpoints`),
 `xla_flags` (the one helper that sets XLA_FLAGS before the backend starts, used by every command
-and the tests), and `online` with `online_rules` (online meta-learning of an update rule's
+and the tests), `compile_cache` (JAX's persistent compilation cache for the commands, and counters
+of compile time and cache hits), and `online` with `online_rules` (online meta-learning of an update rule's
 meta-parameters during one training run, standard / optimistic (BMG) / look-ahead meta-gradients,
 as an optax transformation: `online_meta`).
 

@@ -6,6 +6,7 @@ workdir, bit for bit; SIGINT or SIGTERM checkpoints and returns (`outer.resume`)
 learned optimizer is written to WORKDIR/lopt.safetensors, which `lopt.load` turns into an optax
 optimizer. Each estimator's particle axis is sharded over a mesh of `setup.mesh_size` devices
 (see estimators/sharding.py); only the first host evaluates, writes events, checkpoints and exports.
+`perf/*` events measure the run: throughput, compile time, persistent-cache hits (`lopt.compile_cache`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from absl import logging
 
 import estimators
 import lopt
+from lopt import compile_cache
 from lopt.common import all_finite
 import monitoring
 from estimators import sharding
 from evaluation import Evaluator
 from outer import resume
-from outer.groups import Groups
+from outer.groups import Groups, memory_maps
 from outer.setup import Setup
 
 EXPORT_NAME = "lopt.safetensors"
@@ -70,6 +72,7 @@ def run(setup: Setup, workdir: str, *, export_only: bool = False,
     """Meta-trains (resuming from `workdir`), exports, and returns the final summary.
 
     `on_step(step)` is called after every completed step (tests use it to send signals)."""
+    compiled_at_start = compile_cache.stats()
     k_theta, k_groups, k_run, k_eval = jax.random.split(jax.random.key(setup.seed), 4)
     mesh = sharding.make_mesh(setup.mesh_size)
     primary = jax.process_index() == 0
@@ -101,6 +104,7 @@ def run(setup: Setup, workdir: str, *, export_only: bool = False,
         summary.update(evaluator.run(writer, 0, sharding.to_host(theta)))
     pending: list[dict] = []
     last_t, last_step = time.perf_counter(), start
+    last_compiled = compiled_at_start
     with resume.Stop() as stop, tqdm.tqdm(total=setup.num_steps, initial=start, desc="meta-train", unit="step") as bar:
         step, stopping = start, False
         while step < setup.num_steps and not stopping:
@@ -115,9 +119,11 @@ def run(setup: Setup, workdir: str, *, export_only: bool = False,
             if step % setup.log_every == 0 or step == setup.num_steps or stopping:
                 now = time.perf_counter()
                 rate = (step - last_step) * setup.inner_steps_per_meta_step(groups.ests) / (now - last_t)
-                logged = _log(writer, step, pending, setup, rate)
+                compiled = compile_cache.stats()
+                logged = _log(writer, step, pending, setup,
+                              _perf(rate, compiled - compiled_at_start, compiled - last_compiled))
                 bar.set_postfix({"meta_loss": f"{logged['meta/loss']:.4f}", "inner_steps/s": f"{rate:,.0f}"})
-                pending, last_t, last_step = [], now, step
+                pending, last_t, last_step, last_compiled = [], now, step, compiled
             _side_work(setup, mesh, writer, evaluator, groups, theta, states, k_step, step, primary, summary)
             if step % setup.checkpoint_every == 0 or step == setup.num_steps or stopping:
                 resume.save(workdir, step, theta, opt_state, states, k_run, groups, setup)
@@ -167,11 +173,27 @@ COUNTS = ("inner/resets", "inner/diverged", "inner/dead", "meta/masked", "meta/d
 TOTALS = ("outer/skipped",)
 
 
-def _log(writer: monitoring.Writer, step: int, pending: list[dict], setup: Setup, rate: float) -> dict:
+def _perf(rate: float, total: compile_cache.CompileStats, recent: compile_cache.CompileStats) -> dict[str, float]:
+    """The `perf/` scalars. `inner_steps_per_s`: the inner steps of all particles and groups per
+    second since the previous log. `compile_s`: seconds spent tracing, lowering and compiling
+    since the previous log (a persistent-cache load counts as compiling); `compile_s_total`: since
+    the run started. `cache_hits`, `cache_misses`: persistent-cache hits and misses since the run
+    started (`lopt.compile_cache.CompileStats`). `memory_maps`: the memory maps the process holds now
+    (`outer.groups.memory_maps`; absent off Linux)."""
+    out = {"perf/inner_steps_per_s": rate, "perf/compile_s": recent.compile_s, "perf/compile_s_total": total.compile_s,
+           "perf/cache_hits": total.cache_hits, "perf/cache_misses": total.cache_misses}
+    maps = memory_maps()
+    if maps is not None:
+        out["perf/memory_maps"] = maps[0]
+    return out
+
+
+def _log(writer: monitoring.Writer, step: int, pending: list[dict], setup: Setup, perf: dict[str, float]) -> dict:
     """Averages the steps since the last log on the host (`TOTALS` summed), combines the groups'
     metrics (every estimator's own metrics included: `COUNTS` summed over groups, the rest
-    averaged) and writes them. `meta/grad_norm` is the groups' own estimates' mean norm,
-    `outer/grad_norm` the norm of the averaged gradient the outer optimizer received."""
+    averaged) and writes them with `perf` (`_perf`). `meta/grad_norm` is the groups' own
+    estimates' mean norm, `outer/grad_norm` the norm of the averaged gradient the outer optimizer
+    received."""
     host = sharding.to_host(pending)
     keys = host[-1].keys()
     reduce = lambda k: np.sum if k in TOTALS else np.mean
@@ -182,6 +204,6 @@ def _log(writer: monitoring.Writer, step: int, pending: list[dict], setup: Setup
         avg[name] = float(np.sum(vals) if name in COUNTS else np.mean(vals))
     out = {k: v for k, v in avg.items() if not k.startswith("group")}
     out["outer/learning_rate"] = float(setup.schedule(step - 1))
-    out["perf/inner_steps_per_s"] = rate
+    out.update(perf)
     writer.scalars(step, out)
     return out

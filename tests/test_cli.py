@@ -49,12 +49,21 @@ def test_cli_end_to_end_writes_tensorboard_events_and_exports(uninterrupted, tmp
     acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
     tags = acc.Tags()
     for tag in ("meta/loss", "meta/grad_norm", "inner/resets", "inner/diverged", "outer/learning_rate",
-                "perf/inner_steps_per_s", "probe/total_variance", "eval/heldout_meta_loss",
+                "perf/inner_steps_per_s", "perf/compile_s", "perf/compile_s_total", "perf/cache_hits",
+                "perf/cache_misses", "perf/memory_maps", "probe/total_variance", "eval/heldout_meta_loss",
                 "eval/task0/lopt_valid", "eval/task0/adam_valid", "family/mlp/0/loss"):
         assert tag in tags["scalars"], (tag, tags["scalars"])
     assert [e.step for e in acc.Scalars("meta/loss")] == [4, 6]
     assert [e.step for e in acc.Scalars("eval/heldout_meta_loss")] == [0, 3, 6]
     assert all(np.isfinite(e.value) and e.value > 0 for e in acc.Scalars("perf/inner_steps_per_s"))
+    perf = {t: [e.value for e in acc.Scalars(t)] for t in tags["scalars"] if t.startswith("perf/")}
+    assert all(np.isfinite(v) and v >= 0 for vals in perf.values() for v in vals), perf
+    assert perf["perf/compile_s"][0] > 0  # a fresh process traces and compiles (or loads) its programs
+    assert perf["perf/compile_s_total"][-1] == pytest.approx(sum(perf["perf/compile_s"]))
+    # Counts since the run started, so they never fall; the in-process run above wrote the programs
+    # this process loads (the same XLA flags and the same cache directory, $JAX_COMPILATION_CACHE_DIR).
+    assert perf["perf/cache_hits"] == sorted(perf["perf/cache_hits"]) and perf["perf/cache_hits"][-1] >= 1
+    assert perf["perf/memory_maps"][0] >= 1
     assert {"lopt/direction", "lopt/magnitude", "lopt/update"} <= set(tags["histograms"])
     assert "eval/learning_curves" in tags["images"]
     assert any("config" in t for t in tags["tensors"])  # add_text lands in the text plugin's tensors

@@ -91,15 +91,15 @@ def test_log_writes_every_estimators_own_metrics_combined_over_groups(tmp_path):
                     "group1/meta/grad_norm": 5.0, "outer/grad_norm": 3.0, "outer/skipped": 1.0}
     later = step_metrics | {"group1/meta/dropped": 1.0, "group0/bmg/matching": 4.0}
     writer = monitoring.Writer(str(tmp_path))
-    out = _log(writer, 2, [step_metrics, later], build.build(tiny.get_config()), rate=10.0)
+    out = _log(writer, 2, [step_metrics, later], build.build(tiny.get_config()), {"perf/compile_s": 0.5})
     writer.close()
     assert out["meta/loss"] == 2.0 and out["bmg/matching"] == 3.5 and out["es/best_fitness"] == 0.5
     assert out["meta/dropped"] == 1.5  # a count: mean over the logged steps, summed over groups
     assert out["outer/skipped"] == 2.0  # skipped steps: the total since the last log
     assert out["meta/grad_norm"] == 6.0 and out["outer/grad_norm"] == 3.0  # both norms, apart
-    assert not any(k.startswith("group") for k in out)
+    assert not any(k.startswith("group") for k in out) and out["perf/compile_s"] == 0.5
     tags = EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"]
-    assert {"meta/dropped", "bmg/matching", "es/best_fitness", "family/mlp/0/loss"} <= set(tags)
+    assert {"meta/dropped", "bmg/matching", "es/best_fitness", "family/mlp/0/loss", "perf/compile_s"} <= set(tags)
 
 
 def test_release_compiled_code_empties_caches_only_under_pressure():
