@@ -121,7 +121,7 @@ def run(setup: Setup, workdir: str, *, export_only: bool = False,
                 rate = (step - last_step) * setup.inner_steps_per_meta_step(groups.ests) / (now - last_t)
                 compiled = compile_cache.stats()
                 logged = _log(writer, step, pending, setup,
-                              _perf(rate, compiled - compiled_at_start, compiled - last_compiled))
+                              _perf(rate, compiled - compiled_at_start, compiled - last_compiled, groups.flushes))
                 bar.set_postfix({"meta_loss": f"{logged['meta/loss']:.4f}", "inner_steps/s": f"{rate:,.0f}"})
                 pending, last_t, last_step, last_compiled = [], now, step, compiled
             _side_work(setup, mesh, writer, evaluator, groups, theta, states, k_step, step, primary, summary)
@@ -173,15 +173,17 @@ COUNTS = ("inner/resets", "inner/diverged", "inner/dead", "meta/masked", "meta/d
 TOTALS = ("outer/skipped",)
 
 
-def _perf(rate: float, total: compile_cache.CompileStats, recent: compile_cache.CompileStats) -> dict[str, float]:
+def _perf(rate: float, total: compile_cache.CompileStats, recent: compile_cache.CompileStats,
+          flushes: int = 0) -> dict[str, float]:
     """The `perf/` scalars. `inner_steps_per_s`: the inner steps of all particles and groups per
     second since the previous log. `compile_s`: seconds spent tracing, lowering and compiling
     since the previous log (a persistent-cache load counts as compiling); `compile_s_total`: since
     the run started. `cache_hits`, `cache_misses`: persistent-cache hits and misses since the run
     started (`lopt.compile_cache.CompileStats`). `memory_maps`: the memory maps the process holds now
-    (`outer.groups.memory_maps`; absent off Linux)."""
+    (`outer.groups.memory_maps`; absent off Linux). `cache_flushes`: the times this process emptied
+    JAX's in-memory caches to stay under the memory-map limit (`outer.groups.release_compiled_code`)."""
     out = {"perf/inner_steps_per_s": rate, "perf/compile_s": recent.compile_s, "perf/compile_s_total": total.compile_s,
-           "perf/cache_hits": total.cache_hits, "perf/cache_misses": total.cache_misses}
+           "perf/cache_hits": total.cache_hits, "perf/cache_misses": total.cache_misses, "perf/cache_flushes": flushes}
     maps = memory_maps()
     if maps is not None:
         out["perf/memory_maps"] = maps[0]
