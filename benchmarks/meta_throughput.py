@@ -181,6 +181,8 @@ def _average(workdir: pathlib.Path, start: float, until: float | None = None) ->
 
 
 def mixture_runs(out: pathlib.Path, mixture_minutes: float, baseline_minutes: float) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"--out {out} is not empty: the runs would resume, and their compile cache be warm")
     out.mkdir(parents=True, exist_ok=True)
     runs = {"mixture": ("configs/mixture.py", mixture_minutes), "mlp_only": ("configs/mixture.py:mlp_only",
                                                                              baseline_minutes)}
@@ -189,8 +191,9 @@ def mixture_runs(out: pathlib.Path, mixture_minutes: float, baseline_minutes: fl
         log = open(out / f"{name}.log", "w")
         starts[name] = time.time()
         procs[name] = subprocess.Popen([sys.executable, "meta_train.py", "--config", config, "--workdir",
-                                        str(out / name), "--config.num_steps=100000"], cwd=ROOT, stdout=log,
-                                       stderr=subprocess.STDOUT)
+                                        str(out / name), "--config.num_steps=100000",
+                                        f"--compile_cache={out / 'compile_cache'}"],  # empty: compile included
+                                       cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     for name, (_, minutes) in sorted(runs.items(), key=lambda kv: kv[1][1]):
         remaining = starts[name] + 60 * minutes - time.time()
         try:
