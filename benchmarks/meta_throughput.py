@@ -20,6 +20,8 @@ Parts (figures are inner steps: every member of every particle, as `perf/inner_s
   goes on to `--mixture_minutes`. Averages are total inner steps over wall time, compile included,
   from each run's `perf/inner_steps_per_s`; with compile seconds, persistent-cache hits, memory maps
   and cache flushes from its TensorBoard events.
+- `recipes`: every recipe in configs/, its estimator on its first group's first task, after compilation
+  (the figure each recipe's docstring gives).
 - `reference`: `benchmarks.estimator_throughput`'s configuration at 32 tasks, against the range of
   learned_optimization's PES measured side by side (`estimator_throughput.REFERENCE`; measure it anew
   with ../shared/tools/lo_side_by_side/).
@@ -48,7 +50,7 @@ from estimators import sharding
 from inner_tasks import ConvSpec, LMSpec, MLPSpec
 from outer.groups import Groups, _init_state
 
-PARTS = ("profile", "params", "mixture", "reference")
+PARTS = ("profile", "params", "mixture", "reference", "recipes")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -128,6 +130,14 @@ def _mlp_width(params: int) -> int:
     return max(1, round((-76 + math.sqrt(76**2 + 4 * (params - 10))) / 2))
 
 
+def _step_flops(task) -> float:
+    """XLA's count of the floating-point operations of one member's loss and gradient on one batch."""
+    params = task.init(jax.random.key(0))
+    batch = task.sample_batch(jax.random.key(1), "train")
+    cost = jax.jit(jax.value_and_grad(task.loss)).lower(params, batch).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+
 def params_rate(repeats: int) -> None:
     setup = _setup()
     theta = setup.init_theta
@@ -137,8 +147,8 @@ def params_rate(repeats: int) -> None:
              ("lm", LMSpec(width=32, depth=1, num_heads=2, context=32, batch_size=8, parametrization="sp")),
              ("lm", LMSpec(width=64, depth=2, num_heads=4, context=32, batch_size=8, parametrization="sp"))]
     print("\n| model | params | inner steps/s | M param-steps/s | MLP of as many params: width, params, "
-          "M param-steps/s | ratio |")
-    print("|---|---|---|---|---|---|")
+          "M param-steps/s | param-steps/s ratio | model FLOPs per step, ratio to the MLP's | model GFLOP/s ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for kind, spec in cases:
         task = spec.make()
         n = _n_params(task)
@@ -149,10 +159,11 @@ def params_rate(repeats: int) -> None:
         tm = _time_estimate(setup.make_estimator(mlp, 300), theta, repeats)
         rate_mlp = 400 / (tm["device_s"] + tm["dispatch_s"])
         ratio = n * rate / (n_mlp * rate_mlp)
+        flops = _step_flops(task) / _step_flops(mlp)
         desc = (f"conv {spec.channels}ch × {spec.depth}, {spec.resolution}px" if kind == "conv" else
                 f"LM d{spec.width} × {spec.depth}, ctx {spec.context}")
         print(f"| {desc} | {n:,} | {rate:,.0f} | {n * rate / 1e6:.1f} | {mlp.spec.width}, {n_mlp:,}, "
-              f"{n_mlp * rate_mlp / 1e6:.1f} | **{ratio:.2f}** |", flush=True)
+              f"{n_mlp * rate_mlp / 1e6:.1f} | **{ratio:.2f}** | {flops:.1f}× | {flops * rate / rate_mlp:.2f} |", flush=True)
 
 
 def _scalars(workdir: pathlib.Path) -> dict[str, list]:
@@ -216,6 +227,27 @@ def mixture_runs(out: pathlib.Path, mixture_minutes: float, baseline_minutes: fl
         print(f"\nmixture / MLP-only over the same {baseline_minutes:.0f} minutes: **{mix['rate'] / base['rate']:.1%}**")
 
 
+def recipes(repeats: int) -> None:
+    """Each recipe's estimator on its first group's first task draw, timed after compilation."""
+    import importlib
+
+    root = ROOT / "configs"
+    names = sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.py")
+                   if p.stem != "__init__" and p.name not in ("base.py", "build.py"))
+    print("\n| recipe | first task | inner steps / meta-step | inner steps/s (estimates after compilation) |")
+    print("|---|---|---|---|")
+    for name in names:
+        setup = build.build(importlib.import_module(f"configs.{name.replace('/', '.')}").get_config())
+        groups = Groups(setup, jax.random.split(jax.random.key(setup.seed), 4)[1], sharding.make_mesh(1))
+        groups._build(0, groups.epoch(0, 0))
+        est = groups.ests[0]
+        theta = setup.arch.init(jax.random.key(0)) if setup.init_theta is None else setup.init_theta
+        t = _time_estimate(est, theta, repeats)
+        rate = est.inner_steps_per_estimate / (t["device_s"] + t["dispatch_s"])
+        per_step = est.inner_steps_per_estimate * setup.num_groups
+        print(f"| {name} | {groups.specs[0].name} | {per_step:,} | {rate:,.0f} |", flush=True)
+
+
 def reference(repeats: int) -> None:
     from benchmarks import estimator_throughput as et
 
@@ -247,6 +279,8 @@ def main() -> None:
         params_rate(args.repeats)
     if "reference" in parts:
         reference(args.repeats)
+    if "recipes" in parts:
+        recipes(args.repeats)
     if "mixture" in parts:
         out = pathlib.Path(args.out) if args.out else pathlib.Path(tempfile.mkdtemp(prefix="meta_throughput_"))
         mixture_runs(out, args.mixture_minutes, args.baseline_minutes)
