@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from inner_tasks import datasets, models
-from inner_tasks.augment import ReparamSpec, check_range
+from inner_tasks.augment import ReparamSpec, check_range, maybe_reparam
 from inner_tasks.base import Task, TaskSpec, check_choice
 from inner_tasks.image import ConvSpec, MLPSpec
 from inner_tasks.synthetic import LinRegSpec, QuadraticSpec
@@ -60,13 +60,15 @@ class TaskFamily:
     """Base: each tuple-valued field is an axis sampled uniformly; subclasses build the spec."""
 
     name: ClassVar[str] = "family"
+    not_axes: ClassVar[tuple[str, ...]] = ()  # tuple-valued settings that are not sampled axes
 
     def sample(self, key: jax.Array) -> TaskSpec:
         rng = host_rng(key)
         choice = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            choice[f.name] = value[rng.integers(len(value))] if isinstance(value, tuple) else value
+            axis = isinstance(value, tuple) and f.name not in self.not_axes
+            choice[f.name] = value[rng.integers(len(value))] if axis else value
         return self._spec(rng, **choice)
 
     def _spec(self, rng: np.random.Generator, **choice) -> TaskSpec:
@@ -174,7 +176,31 @@ class LinRegFamily(TaskFamily):
 
 
 @dataclasses.dataclass(frozen=True)
-class _ImageFamily(TaskFamily):
+class _Reparametrized(TaskFamily):
+    """`param_scales` / `loss_scales` wrap every spec in `augment.ReparamSpec` (None: off)."""
+
+    not_axes: ClassVar[tuple[str, ...]] = ("param_scales", "loss_scales")
+    param_scales: tuple[float, float] | None = None
+    loss_scales: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        for name in ("param_scales", "loss_scales"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name))
+
+    def sample(self, key: jax.Array) -> TaskSpec:
+        return maybe_reparam(super().sample(key), self.param_scales, self.loss_scales)
+
+    def _spec(self, rng, param_scales, loss_scales, **choice):
+        del param_scales, loss_scales  # applied in `sample`
+        return self._model_spec(rng, **choice)
+
+    def _model_spec(self, rng: np.random.Generator, **choice) -> TaskSpec:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImageFamily(_Reparametrized):
     datasets: tuple[str, ...] = ("fashion_mnist",)
     resolutions: tuple[int, ...] = (8,)
     activations: tuple[str, ...] = ("relu", "gelu", "tanh")
@@ -183,6 +209,7 @@ class _ImageFamily(TaskFamily):
     data_dir: str | None = None
 
     def __post_init__(self):
+        super().__post_init__()
         check_not_heldout(self.datasets)
         _check_axis("datasets", self.datasets, datasets.IMAGE_DATASETS)
         _check_axis("resolutions", self.resolutions)
@@ -220,7 +247,7 @@ class MLPFamily(_ImageFamily):
         _check_axis("widths", self.widths)
         _check_axis("depths", self.depths)
 
-    def _spec(self, rng, widths, depths, **rest):
+    def _model_spec(self, rng, widths, depths, **rest):
         return MLPSpec(width=widths, depth=depths, **self._common(rng, **rest))
 
 
@@ -237,12 +264,12 @@ class ConvFamily(_ImageFamily):
         if 2 ** max(self.depths) > min(self.resolutions):
             raise ValueError(f"depth {max(self.depths)} is too deep for {min(self.resolutions)}px images")
 
-    def _spec(self, rng, channels, depths, **rest):
+    def _model_spec(self, rng, channels, depths, **rest):
         return ConvSpec(channels=channels, depth=depths, **self._common(rng, **rest))
 
 
 @dataclasses.dataclass(frozen=True)
-class LMFamily(TaskFamily):
+class LMFamily(_Reparametrized):
     name: ClassVar[str] = "lm"
     widths: tuple[int, ...] = (32, 64, 128)
     depths: tuple[int, ...] = (1, 2)
@@ -253,6 +280,7 @@ class LMFamily(TaskFamily):
     text_dir: str | None = None
 
     def __post_init__(self):
+        super().__post_init__()
         for axis in ("widths", "depths", "contexts", "batch_sizes"):
             _check_axis(axis, getattr(self, axis))
         check_choice("parametrization", self.parametrization, models.PARAMETRIZATIONS)
@@ -260,7 +288,7 @@ class LMFamily(TaskFamily):
             if w % self.head_dim:
                 raise ValueError(f"width {w} is not a multiple of head_dim={self.head_dim}")
 
-    def _spec(self, rng, widths, depths, contexts, batch_sizes, head_dim, parametrization, text_dir):
+    def _model_spec(self, rng, widths, depths, contexts, batch_sizes, head_dim, parametrization, text_dir):
         return LMSpec(
             width=widths, depth=depths, num_heads=widths // head_dim, context=contexts,
             batch_size=batch_sizes, parametrization=parametrization, text_dir=text_dir,

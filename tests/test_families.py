@@ -90,3 +90,18 @@ def test_family_specs_are_hashable_and_frozen():
     assert hash(spec) == hash(dataclasses.replace(spec))
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.width = 3
+
+
+@pytest.mark.parametrize("name,axes", [("conv", dict(resolutions=(8,), channels=(8,), depths=(2,))),
+                                       ("lm", dict(widths=(16,), depths=(1,), contexts=(16,), batch_sizes=(4,))),
+                                       ("mlp", dict(widths=(16,), depths=(1,)))])
+def test_conv_lm_and_mlp_families_reparametrize_on_request_and_only_then(name, axes):
+    """param_scales wraps each draw in a ReparamSpec; without it the draws are exactly as before."""
+    plain = inner_tasks.get_family(name, **axes)
+    aug = inner_tasks.get_family(name, **axes, param_scales=(1e-3, 1e3), loss_scales=(0.5, 2.0))
+    spec = aug.sample(jax.random.key(0))
+    assert isinstance(spec, inner_tasks.ReparamSpec) and spec.inner == plain.sample(jax.random.key(0))
+    assert spec.param_scales == (1e-3, 1e3) and spec.loss_scales == (0.5, 2.0) and spec.name == name
+    assert not isinstance(plain.sample(jax.random.key(0)), inner_tasks.ReparamSpec)
+    with pytest.raises(ValueError, match="param_scales"):
+        inner_tasks.get_family(name, **axes, param_scales=(2.0, 1.0))
