@@ -7,6 +7,8 @@ L = 1 the estimate is target_lr times truncated backprop's gradient of the loss 
 step costlier than PES's in memory, not in particles: 4 particles instead of 8 pairs.
 
 Command:  python meta_train.py --config configs/bmg.py --workdir runs/bmg
+Inner steps/s: 32, its estimator on its first task draw (an mlp task) after compilation
+(`python -m benchmarks.meta_throughput --parts recipes`, 2026-12-07, 2 cores at load ~6).
 Cost on 2 CPU cores: about 6 minutes (measured 5 min 46 s for the 200 steps, 51 s of it the first
 step's compilation, on a machine shared with other jobs (load ~3.8), so wall times are approximate;
 100-step runs took 2 min 40 s to 6 min 13 s on the same machine as its load varied).

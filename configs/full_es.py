@@ -5,6 +5,8 @@ truncation), so this is the unbiased but expensive end of the estimator spectrum
 learned optimizer (μLO hidden 8) keeps the search space modest.
 
 Command:  python meta_train.py --config configs/full_es.py --workdir runs/full_es
+Inner steps/s: 515, its estimator on its first task draw (an mlp task) after compilation
+(`python -m benchmarks.meta_throughput --parts recipes`, 2026-12-07, 2 cores at load ~6).
 Cost on 2 CPU cores: about 10 minutes (2.5 s per step on a quiet machine, 5.2 s with other jobs:
 6400 inner steps each).
 Measured (seed 0), in the equal-budget head-to-head of benchmarks/head_to_head.py (table in

@@ -4,6 +4,8 @@ VeLO conditions on training progress, so every inner problem gets its horizon (m
 num_steps; the truncation schedule is lockstep-free and log-uniform as for μLO.
 
 Command:  python meta_train.py --config configs/velo.py --workdir runs/velo
+Inner steps/s: 2,368, its estimator on its first task draw (an mlp task) after compilation
+(`python -m benchmarks.meta_throughput --parts recipes`, 2026-12-07, 2 cores at load ~6).
 Cost on 2 CPU cores: about 2 minutes (0.14-0.2 s per step, plus about a minute of compilation).
 Measured (seed 0), in the equal-budget head-to-head of benchmarks/head_to_head.py (table in
 benchmarks/RESULTS.md): 3987 steps in 9.0 minutes (2.55M inner steps); the held-out meta-loss

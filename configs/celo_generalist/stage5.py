@@ -10,6 +10,8 @@ there. The stage-4 mixture with 512-wide MLPs admitted.
 Command:  python meta_train.py --config configs/celo_generalist/stage5.py --workdir runs/celo_generalist/stage5
           stage5.safetensors is the run stopped (SIGINT, which checkpoints) at step 1131 of 6000 and exported:
           python meta_train.py --config configs/celo_generalist/stage5.py --workdir runs/celo_generalist/stage5 --export
+Inner steps/s: 3,056, its estimator on its first task draw (a tabular task) after compilation
+(`python -m benchmarks.meta_throughput --parts recipes`, 2026-12-07, 2 cores at load ~6).
 Cost on 2 CPU cores: 1131 meta-steps in 17 min, beside evaluations.
 Result: stage5.safetensors (sha256 e19444bb1ca9…, 7506 meta-steps in all); held-out meta-loss
 0.290 → 0.305 (3 draws: noisy); on issue 16's retired user-model suite 5 of 10 wins against
