@@ -299,7 +299,7 @@ def test_adopt_turns_the_options_on():
     adopted = lopt.Celo2(magnitude_correction=True, newton_schulz=True).adopt(theta, base)
     np.testing.assert_array_equal(adopted["magnitude"], np.zeros(3))
     with pytest.raises(ValueError, match="only changing newton_schulz"):
-        lopt.Celo2(hidden_size=4).adopt(theta, base)
+        lopt.Celo2(hidden_size=8).adopt(theta, base)
     with pytest.raises(ValueError, match="only changing newton_schulz"):
         base.adopt(adopted, lopt.Celo2(magnitude_correction=True))
 
