@@ -65,7 +65,7 @@ PEAK_LEARNING_RATE = 1e-3
 (unit-RMS directions, as Celo2's released default); it is to be chosen on the `dev` suite."""
 WARMUP_FRACTION = 0.05  # of num_steps, linear from peak/(warmup+1)
 WARMUP_MAX_STEPS = 1000  # a long run needs no longer warmup: β2 = 0.95 settles in tens of steps
-END_FRACTION = 0.1  # the cosine ends at 10% of the peak, as ELO's GPT-2 and ViT evaluations
+END_FRACTION = 0.1  # the cosine ends at 10% of the peak (5% warmup, cosine to 10%: ELO's GPT-2 evaluation)
 WEIGHT_DECAY = 0.0
 """The default decoupled weight decay (× lr(t)); 0 until chosen on the `dev` suite."""
 ADAM_LR_MULT = 20.0  # the Adam branch's learning rate over the schedule's, as Celo2
