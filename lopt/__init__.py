@@ -7,8 +7,9 @@ scaling of hidden-weight updates is its own transform (identity without roles), 
 state is the pair (the architecture's state, optax.EmptyState()). Files written by `save` load
 back with `load` (ready optimizer) or `load_theta` (architecture and theta).
 
-Modules: `celo`, `mulo`, `velo`, `adam` (the architectures); one feature module per architecture
-family, `celo_features` (Celo's accumulators, 10 features and fused MLP) and `mulo_features` (the
+Modules: `celo`, `celo2`, `mulo`, `velo`, `adam` (the architectures); one feature module per architecture
+family, `celo_features` (Celo's accumulators, 10 features and fused MLP), `celo2_features` (Celo2's
+accumulators, 6 features, Adam branch and Newton–Schulz) and `mulo_features` (the
 28 accumulator features and time features of μLO and VeLO, and their file version
 `FEATURE_VERSION`); `common` (the numerics all architectures share: `init_mlp`, MLP evaluation,
 decays); `registry` (the architectures by name); `mup` (roles, fan-ins and `scale_by_mup`), `io` (the learned-optimizer file),
@@ -28,6 +29,7 @@ as an optax transformation: `online_meta`).
 
 from lopt.adam import LearnableAdam
 from lopt.celo import Celo
+from lopt.celo2 import Celo2
 from lopt.io import LoptFileError, list_pretrained, load, load_theta, save
 from lopt.mulo import MuLO
 from lopt.mulo_features import FEATURE_VERSION
@@ -40,7 +42,7 @@ from lopt.registry import ARCHITECTURES, get_arch
 from lopt.velo import VeLO
 
 __all__ = [
-    "ARCHITECTURES", "FEATURE_VERSION", "Celo", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",
+    "ARCHITECTURES", "FEATURE_VERSION", "Celo", "Celo2", "LearnableAdam", "LoptFileError", "MuLO", "VeLO", "get_arch",
     "infer_roles", "list_pretrained", "load", "load_theta", "multipliers", "save", "scale_by_mup",
     "OnlineMetaState", "UpdateRule", "bmg_target", "elementwise_adam", "elementwise_sgd",
     "elementwise_sgd_bmg_closed_form", "learned", "lookahead_meta_grad", "momentum", "online_meta",

@@ -187,7 +187,7 @@ def test_velo_requires_num_steps_and_loss():
 
 
 def test_unknown_architecture_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"valid: \['adam', 'celo', 'mulo', 'velo'\]"):
+    with pytest.raises(ValueError, match=r"valid: \['adam', 'celo', 'celo2', 'mulo', 'velo'\]"):
         lopt.get_arch("lion")
 
 

@@ -230,10 +230,11 @@ XFAIL: dict[tuple[str, str], str] = {
     ("velo-init", "matrix_parabola"): f"error 8.98 ({_RANDOM_BANK})",
     ("velo-init", "mixed"): f"error 9.82 ({_RANDOM_BANK})",
 }
-# Convergence runs in the default suite for Adam (its four runs take 0.4 s, compiles included) and
-# celo, the default the issue targets (3.3 s); the others (4-6 s each, measured on 2 busy cores)
-# only with -m slow, so that this file's default part stays under ~40 s.
-QUICK_CONVERGENCE = {"adam-init", "celo-init"}
+# Convergence runs in the default suite for Adam (its four runs take 0.4 s, compiles included),
+# celo, the default the issue targets (3.3 s), and celo2, the Celo2-class default (4.2 s); the others
+# (4-6 s each, measured on 2 busy cores) only with -m slow, so that this file's default part stays
+# under ~45 s.
+QUICK_CONVERGENCE = {"adam-init", "celo-init", "celo2-init"}
 
 
 def _convergence_cases() -> list:
