@@ -24,7 +24,7 @@ def _init(est: Estimator, theta, key: jax.Array):
 
 _init_state = PerClassJit(_init)  # one program per estimator class (see estimators.PerClassJit)
 BUCKETS_STREAM = 2**31 - 1  # the key stream of the buckets (groups use 0, 1, ...)
-MAPS_FRACTION = 0.6  # clear JAX's caches when the process holds this share of the kernel's memory-map limit
+MAPS_FRACTION = 0.8  # clear JAX's caches when the process holds this share of the kernel's memory-map limit
 
 
 def memory_maps() -> tuple[int, int] | None:
@@ -43,10 +43,11 @@ def release_compiled_code(fraction: float = MAPS_FRACTION) -> bool:
     many small eager ones), each holding its machine code in memory maps until its cache entry
     goes. Two generalist runs died at meta-step ~1900 and ~2400 with "LLVM compilation error:
     Cannot allocate memory"; a third held 9,700 maps at its start and 21,000 after 525 meta-steps
-    (3 redraws of each group), against a limit of 65,530. A run in task-shape buckets
-    (`setup.buckets`) compiles a bounded set of programs and stays below the threshold; a run
-    without buckets still needs the flush, at the cost of recompiling (or reloading from the
-    persistent cache) the programs it uses next."""
+    (3 redraws of each group), against a limit of 65,530. Each estimator program holds about
+    1,400 maps (XLA:CPU maps every compiled function's code and data apart). A run in task-shape
+    buckets (`setup.buckets`) compiles a bounded set of programs (estimate, state init and probe
+    per bucket) and stays below the threshold; a run without buckets still needs the flush, at the
+    cost of recompiling (or reloading from the persistent cache) the programs it uses next."""
     maps = memory_maps()
     if maps is None or maps[0] < fraction * maps[1]:
         return False
