@@ -11,8 +11,10 @@ Command:  python meta_train.py --config configs/mixture.py --workdir runs/mixtur
           python meta_train.py --config configs/mixture.py:mlp_only --workdir runs/mixture_mlp
 Inner steps/s: 7,638, its estimator on its first task draw (a tabular task) after compilation
 (`python -m benchmarks.meta_throughput --parts recipes`, 2026-12-07, 2 cores at load ~6).
-Cost on 2 CPU cores: see benchmarks/RESULTS.md ("The mixture"): measured inner steps/s of both over
-30 minutes side by side, and the 2-hour run without cache flushing.
+Cost on 2 CPU cores: 4051 meta-steps in 2 hours, 453 inner steps/s compile included, beside the
+MLP-only run for its first 30 minutes: 231 against its 569 inner steps/s over the same 30
+minutes (40.6%; benchmarks/RESULTS.md, issue 28). It emptied JAX's caches once, at 72 minutes,
+under the memory-map threshold then in force (0.6 of the limit; now 0.8).
 Result: a throughput and stability recipe; its export is not shipped.
 """
 
