@@ -1,12 +1,13 @@
 """Where a PES estimate's time goes, on `benchmarks.estimator_throughput`'s reference configuration.
 
-    python -m benchmarks.estimate_profile [--tasks 32] [--repeats 7] [--as-shipped] [--threads 1]
+    python -m benchmarks.estimate_profile [--tasks 32] [--repeats 7] [--as-shipped] [--threads all]
 
 Ablations timed side by side in one process: each case is one estimator program with a part
 taken out or swapped, compiled once, then every case runs in turn `repeats` times (10 estimates
 chained in one jitted `lax.scan`, state donated), so that the machine's load hits them alike.
 Each row gives the median wall time and the median CPU time of the process per estimate; on this
-shared 2-core machine the CPU time is the steadier figure, and the fractions use it. The cases:
+shared 2-core machine the CPU time (XLA:CPU on one thread unless `--threads all`) is the steadier
+figure, and the fractions use it. The cases:
 
 - full: the estimate as the throughput benchmark times it;
 - learnable Adam: the same estimator with Adam as the inner optimizer (what μLO's work costs);
@@ -142,7 +143,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--as-shipped", action="store_true", help="without the throughput benchmark's settings")
-    ap.add_argument("--threads", choices=["all", "1"], default="all", help="XLA:CPU's intra-op threads")
+    ap.add_argument("--threads", choices=["all", "1"], default="1", help="XLA:CPU's intra-op threads")
     args = ap.parse_args()
     lazy = not args.as_shipped
     if lazy:

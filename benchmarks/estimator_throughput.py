@@ -1,7 +1,7 @@
 """Meta-gradient throughput: inner steps per second across the population.
 
     python -m benchmarks.estimator_throughput [--tasks 8 32] [--repeats 5] [--estimators pes es_single]
-        [--as-shipped] [--threads 1]
+        [--as-shipped] [--threads all]
 
 The configuration mirrors the reference measurement of learned_optimization's truncated PES on
 this machine (learned_optimization's own PES benchmark setting): a synthetic 8→32→1 ReLU MLP
@@ -20,9 +20,10 @@ compile a different program and so moves the last bits of the numbers: `lopt.xla
 `VECTORIZE_SHORT_LOOPS` (XLA:CPU left every loop of at most 32 iterations scalar) and
 `unrolled_threefry` (JAX's random-number hash without its 5-iteration XLA loop), and
 `Truncation(lazy_freeze=True)` (dead members frozen only on steps that have one). `--as-shipped`
-measures without them, as `meta_train.py` runs. `--threads 1` starts XLA:CPU with one intra-op
-thread (`lopt.xla_flags.start_one_thread`), which ran faster than two on this machine whenever
-other jobs shared its cores. `benchmarks.estimate_profile` splits an estimate's time into its parts.
+measures without them, as `meta_train.py` runs. XLA:CPU starts with one intra-op thread
+(`lopt.xla_flags.start_one_thread`), which ran faster than two in every round measured on this
+machine, shared with other jobs; `--threads all` leaves XLA its own pool (one thread per core).
+`benchmarks.estimate_profile` splits an estimate's time into its parts.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def main() -> None:
     ap.add_argument("--estimators", nargs="+", default=["pes", "es_single"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--as-shipped", action="store_true", help="without the settings meta-training leaves off")
-    ap.add_argument("--threads", choices=["all", "1"], default="all", help="XLA:CPU's intra-op threads")
+    ap.add_argument("--threads", choices=["all", "1"], default="1", help="XLA:CPU's intra-op threads")
     args = ap.parse_args()
     if not args.as_shipped:
         fast_cpu_settings()

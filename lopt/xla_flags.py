@@ -103,7 +103,7 @@ def start_one_thread() -> None:
     The pool is sized by the CPUs the starting thread may run on, so this narrows that set to one
     CPU while the backend starts, then restores it for every thread. On this 2-core machine shared
     with other jobs, XLA:CPU's two threads spent 1.5× the CPU time of one on the same estimates,
-    and one thread ran the throughput benchmark 1.3–1.5× faster under load (benchmarks/RESULTS.md);
+    and one thread ran the throughput benchmark 1.25–2.1× faster under load (benchmarks/RESULTS.md);
     on an idle machine two threads can be faster. Raises RuntimeError once the backend has started."""
     import jax  # pylint: disable=import-outside-toplevel
     from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
