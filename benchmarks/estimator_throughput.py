@@ -1,6 +1,7 @@
 """Meta-gradient throughput: inner steps per second across the population.
 
     python -m benchmarks.estimator_throughput [--tasks 8 32] [--repeats 5] [--estimators pes es_single]
+        [--as-shipped] [--threads all]
 
 The configuration mirrors the reference measurement of learned_optimization's truncated PES on
 this machine (learned_optimization's own PES benchmark setting): a synthetic 8→32→1 ReLU MLP
@@ -13,6 +14,16 @@ estimator with learnable Adam as the inner optimizer is measured in the same pro
 shows what the learned optimizer's per-parameter work costs, and is steadier than the absolute
 rate on a noisy machine. The reference column is learned_optimization's range measured side by
 side on this machine (`REFERENCE`); its harness includes host-side data and per-step dispatch.
+
+The benchmark runs with three settings that meta-training leaves off, because each makes XLA
+compile a different program and so moves the last bits of the numbers: `lopt.xla_flags`'s
+`VECTORIZE_SHORT_LOOPS` (XLA:CPU left every loop of at most 32 iterations scalar) and
+`unrolled_threefry` (JAX's random-number hash without its 5-iteration XLA loop), and
+`Truncation(lazy_freeze=True)` (dead members frozen only on steps that have one). `--as-shipped`
+measures without them, as `meta_train.py` runs. XLA:CPU starts with one intra-op thread
+(`lopt.xla_flags.start_one_thread`), which ran faster than two in every round measured on this
+machine, shared with other jobs; `--threads all` leaves XLA its own pool (one thread per core).
+`benchmarks.estimate_profile` splits an estimate's time into its parts.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import jax.numpy as jnp
 import estimators
 import lopt
 from inner_tasks.base import Task, TaskSpec
+from lopt import xla_flags
 
 # learned_optimization's own truncated PES on this configuration, inner steps/s, measured side by
 # side with this project's estimators in one window on this 2-core machine (issue 15's audit). Its
@@ -75,12 +87,19 @@ class RegressionMLPSpec(TaskSpec):
                 for i, a in enumerate(self.dims[:-1])}
 
 
-def make(name: str, num_tasks: int, arch: str = "mulo"):
-    task = Task(spec=RegressionMLPSpec(), data={}, inst={})
+def make(name: str, num_tasks: int, arch: str = "mulo", lazy_freeze: bool = True, spec: TaskSpec | None = None):
+    task = Task(spec=spec or RegressionMLPSpec(), data={}, inst={})
     lo = lopt.get_arch("mulo", hidden_size=4) if arch == "mulo" else lopt.get_arch(arch)
     problem = estimators.LOProblem(task=task, arch=lo, mup=False)
-    trunc = estimators.Truncation(trunc_length=20, min_horizon=20, max_horizon=200)
+    trunc = estimators.Truncation(trunc_length=20, min_horizon=20, max_horizon=200, lazy_freeze=lazy_freeze)
     return estimators.get_estimator(name, problem=problem, trunc=trunc, num_tasks=num_tasks, sigma=0.01)
+
+
+def fast_cpu_settings() -> None:
+    """The process-wide settings this benchmark runs with (module docstring); call it before JAX's
+    backend starts."""
+    xla_flags.add_xla_flags(xla_flags.VECTORIZE_SHORT_LOOPS)
+    xla_flags.unrolled_threefry()
 
 
 def _chained(est, theta, state, key):
@@ -96,8 +115,8 @@ def _chained(est, theta, state, key):
 chained = estimators.PerClassJit(_chained, donate_argnums=(2,))
 
 
-def measure(name: str, num_tasks: int, repeats: int, arch: str = "mulo") -> tuple[float, float]:
-    est = make(name, num_tasks, arch)
+def measure(name: str, num_tasks: int, repeats: int, arch: str = "mulo", lazy_freeze: bool = True) -> tuple[float, float]:
+    est = make(name, num_tasks, arch, lazy_freeze)
     theta = est.problem.arch.init(jax.random.key(0))
     state = est.init(theta, jax.random.key(1))
     t0 = time.perf_counter()
@@ -117,14 +136,22 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--estimators", nargs="+", default=["pes", "es_single"])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--as-shipped", action="store_true", help="without the settings meta-training leaves off")
+    ap.add_argument("--threads", choices=["all", "1"], default="1", help="XLA:CPU's intra-op threads")
     args = ap.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; truncation 20, μLO hidden 4, 8→32→1 MLP")
+    if not args.as_shipped:
+        fast_cpu_settings()
+    if args.threads == "1":
+        xla_flags.start_one_thread()
+    settings = "as meta_train.py runs" if args.as_shipped else "short loops vectorized, unrolled threefry, lazy freeze"
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; truncation 20, μLO hidden 4, 8→32→1 MLP; {settings}; "
+          f"{'one thread' if args.threads == '1' else 'all threads'}")
     print("| estimator | tasks (pairs) | inner steps/s | reference | ratio | learnable Adam | μLO / Adam | compile s |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.estimators:
         for n in args.tasks:
-            rate, comp = measure(name, n, args.repeats)
-            adam, _ = measure(name, n, args.repeats, arch="adam")
+            rate, comp = measure(name, n, args.repeats, lazy_freeze=not args.as_shipped)
+            adam, _ = measure(name, n, args.repeats, arch="adam", lazy_freeze=not args.as_shipped)
             lo, hi = REFERENCE.get(n, (None, None))
             ratio = f"{rate / hi:.1f}–{rate / lo:.1f}×" if lo else "—"
             ref = f"{lo / 1e3:.0f}–{hi / 1e3:.0f}k" if lo else "—"

@@ -111,7 +111,7 @@ def unroll(
     members. thetas_*: leaves (N, M, ...); `thetas_after` (None: the same) applies from a slot's
     first reset inside the truncation. Fresh problems are built only on steps where some slot
     restarts (`lax.cond` at population level), so resets cost nothing on the other steps. Dead
-    members follow the module docstring's rule (`guarded`).
+    members follow the module docstring's rule (`guarded`, `_frozen`).
 
     Under a mesh (see `estimators.sharding`), the carry is pinned to the particle axis: the
     slots (`particle_axis=0`) or the members (`particle_axis=1`, full-horizon ES)."""
@@ -143,7 +143,7 @@ def unroll(
         new, loss_NxM = per_slot(problem.step)(thetas_in, inner_in, jax.random.split(k_step, n))
         diverged = ~dead & _diverges(loss_NxM, trunc.max_loss)
         dead = dead | diverged
-        inner = _per_member(tree_select)(dead, inner_in, new)  # a dead member's state stays frozen
+        inner = _frozen(dead, inner_in, new, trunc.lazy_freeze)
         loss_NxM = jnp.where(dead, jnp.asarray(trunc.max_loss, loss_NxM.dtype), loss_NxM)
         return (inner, step + 1, horizon, after, dead), (loss_NxM, after, reset, jnp.sum(diverged, axis=1))
 
@@ -167,6 +167,14 @@ def unroll(
         diverged_N=diverged_N, loss_NxM=jnp.mean(loss_KxNxM, axis=0), dead_N=jnp.sum(dead, axis=1),
     )
     return Slots(inner=inner, step=step, horizon=horizon, dead=dead), out
+
+
+def _frozen(dead_NxM: jax.Array, old: PyTree, new: PyTree, lazy: bool) -> PyTree:
+    """The inner states after a step: `new`, but `old` for the dead members. `lazy`
+    (`Truncation.lazy_freeze`) selects only on steps where some member is dead."""
+    if not lazy:
+        return _per_member(tree_select)(dead_NxM, old, new)
+    return jax.lax.cond(jnp.any(dead_NxM), _per_member(tree_select), lambda dead, old, new: new, dead_NxM, old, new)
 
 
 def _per_member(fn):

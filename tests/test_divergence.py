@@ -213,3 +213,28 @@ def test_max_loss_has_one_finite_default_shared_by_library_and_configs():
     assert FullES(problem=Cliff()).max_loss == DEFAULT_MAX_LOSS and np.isfinite(DEFAULT_MAX_LOSS)
     with pytest.raises(ValueError, match="max_loss must be a positive finite number"):
         Truncation(max_loss=float("inf"))
+
+
+@pytest.mark.parametrize("cls", [PES, ESSingle, TBPTT])
+def test_lazy_freeze_keeps_the_rule(cls):
+    """`Truncation.lazy_freeze` freezes the dead members only on steps where one is dead: the same
+    estimates, metrics and states as the select on every step, here where members die mid-unroll
+    (their frozen states stay finite; unfrozen, they would overflow)."""
+    theta = {"theta": jnp.asarray([1.15])}
+    kw = {} if cls is TBPTT else {"sigma": SIGMA}
+
+    def run(lazy):
+        est = cls(problem=Cliff(), trunc=Truncation(trunc_length=K, min_horizon=T, max_horizon=T, lockstep=True,
+                                                    max_loss=MAX_LOSS, lazy_freeze=lazy), num_tasks=16, **kw)
+
+        def body(state, k):
+            g, state, m = est.estimate(theta, state, k)
+            return state, (g, m)
+
+        return jax.jit(lambda key: jax.lax.scan(body, est.init(theta, key), jax.random.split(key, T // K)))(
+            jax.random.key(0))
+
+    (state, (g, m)), (lazy_state, (lazy_g, lazy_m)) = run(False), run(True)
+    assert int(jnp.sum(m["inner/diverged"])) > 0 and np.all(np.isfinite(np.asarray(state.slots.inner)))
+    for a, b in zip(jax.tree.leaves((state, g, m)), jax.tree.leaves((lazy_state, lazy_g, lazy_m))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)

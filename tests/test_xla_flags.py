@@ -32,3 +32,41 @@ def test_adding_flags_after_the_backend_started_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="already started"):
         xla_flags.add_xla_flags(xla_flags.SINGLE_THREADED_EIGEN)
     assert os.environ["XLA_FLAGS"] == ""  # left as it was
+
+
+def test_unrolled_threefry_draws_the_same_bits_without_a_loop():
+    """The CPU lowering of JAX's threefry hash without XLA's while loop: the same keys and draws."""
+    import numpy as np
+
+    def draws(key):
+        return (jax.random.key_data(jax.random.split(key, 5)), jax.random.normal(key, (3, 33)),
+                jax.random.bits(jax.random.fold_in(key, 3), (17,)))
+
+    def compiled():  # a fresh function each time, so that nothing lowered before is reused
+        fn = jax.jit(lambda key: draws(key))
+        return fn(jax.random.key(7)), fn.lower(jax.random.key(7)).as_text()
+
+    try:
+        assert xla_flags.unrolled_threefry(False)
+        rolled, rolled_ir = compiled()
+        assert xla_flags.unrolled_threefry(True)
+        unrolled, unrolled_ir = compiled()
+    finally:
+        xla_flags.unrolled_threefry(False)  # the suite runs with JAX's default
+    assert "while" in rolled_ir and "while" not in unrolled_ir
+    for a, b in zip(rolled, unrolled):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_start_one_thread_restores_the_cpus_and_refuses_a_started_backend():
+    import subprocess
+    import sys
+
+    jax.numpy.zeros(()).block_until_ready()
+    with pytest.raises(RuntimeError, match="already started"):
+        xla_flags.start_one_thread()
+    code = ("import os; from lopt import xla_flags; cpus = os.sched_getaffinity(0); xla_flags.start_one_thread(); "
+            "import jax; assert float(jax.numpy.ones(3).sum()) == 3.0; "
+            "assert all(os.sched_getaffinity(int(t)) == cpus for t in os.listdir('/proc/self/task'))")
+    if hasattr(os, "sched_setaffinity"):
+        subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, XLA_FLAGS=""))
