@@ -191,11 +191,10 @@ def without_added_off(d: dict) -> dict:
     d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     for section, off in ADDED_OFF.items():
         for k, v in off.items():
-            value = d[section].get(k) if section in d else None
-            if isinstance(value, (list, tuple)):
-                value = tuple(value)
-            if section in d and k in d[section] and value == v:
-                del d[section][k]
+            if section in d and k in d[section]:
+                value = d[section][k]
+                if (tuple(value) if isinstance(value, (list, tuple)) else value) == v:
+                    del d[section][k]
     return d
 
 
