@@ -2,7 +2,7 @@
 
     python -m evaluation.evaluate --suite dev --lopt celo_generalist[,mulo_sp,FILE…] [--quick | --part K]
         [--tasks a,b] [--seeds 3] [--steps N] [--baselines adam,adamw_cos] [--baselines_from DIR]
-        [--out DIR] [--no-plots] [--compile_cache DIR|none]
+        [--lopt_options weight_decay=0.1] [--out DIR] [--no-plots] [--compile_cache DIR|none]
 
 The protocol is `evaluation.protocol`'s: baselines (`evaluation.baselines`: Adam and AdamW, each
 constant and with warmup + cosine, AdamW's weight decay tuned jointly with the learning rate, SGD
@@ -59,14 +59,22 @@ class EvaluateError(ValueError):
     """Bad input to `evaluate`: suite, tasks, seeds, steps, baselines or grids."""
 
 
-def _lopts(names: Sequence[str]) -> list[dict[str, Any]]:
-    """Each learned optimizer as {label, source, arch, theta, digest}; labels are unique file stems or names."""
+def _lopts(names: Sequence[str], options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Each learned optimizer as {label, source, arch, theta, digest, options}; labels are unique file
+    stems or names. `options` (for every one's `optimizer`) are tried once here, so that a name the
+    architecture does not take or a bad value is one error before anything compiles."""
     out = []
+    options = dict(options or {})
     for name in names:
         arch, theta, header = lopt.load_theta(name)
         label = pathlib.Path(str(name)).stem if str(name).endswith(".safetensors") else str(name)
+        if options:
+            try:
+                arch.optimizer(theta, num_steps=10, **options)
+            except (TypeError, ValueError) as e:
+                raise EvaluateError(f"--lopt_options {options} for {label!r} ({arch.name}): {e}") from None
         out.append({"label": label, "source": str(name), "arch": arch, "theta": theta,
-                    "digest": header.get("sha256", "")})
+                    "digest": header.get("sha256", ""), "options": options})
     labels = [o["label"] for o in out]
     if len(set(labels)) != len(labels):
         raise EvaluateError(f"learned optimizers must have distinct names, got {labels}")
@@ -110,7 +118,7 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
              lrs: Mapping[str, Sequence[float]] | None = None,
              multipliers: Sequence[float] = bl.LEARNED_MULTIPLIERS, plots: bool = True,
              ledger_path: str | os.PathLike | None = ledger.LEDGER, command: str | None = None,
-             resume: bool = False, part: int | None = None) -> dict:
+             resume: bool = False, part: int | None = None, lopt_options: Mapping[str, Any] | None = None) -> dict:
     """Runs the protocol on a suite and writes the outputs (module docstring); returns results.json's dict.
 
     `lrs` replaces baselines' learning-rate grids ({name: grid}); `multipliers` is the learned
@@ -118,7 +126,8 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     is rewritten after every task; `resume` keeps the tasks an interrupted run of the same
     evaluation (same header, learned optimizers, baselines and task fingerprints) already finished.
     `part` runs one part of the suite and keeps the other parts' tasks that the same evaluation in
-    the output directory finished."""
+    the output directory finished. `lopt_options` go to every learned optimizer's `optimizer` (e.g.
+    {"weight_decay": 0.1}) and are recorded with it."""
     t0 = time.time()
     try:
         the_suite = suite if isinstance(suite, suites.Suite) else suites.get(suite)
@@ -139,7 +148,7 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
         multipliers = bl.check_grid("multipliers", multipliers)
     except ValueError as e:
         raise EvaluateError(str(e)) from None
-    learned = _lopts(lopts)
+    learned = _lopts(lopts, lopt_options)
     if not learned and not chosen:
         raise EvaluateError("nothing to run: no learned optimizer and no baseline")
     _check_data(todo)
@@ -159,8 +168,9 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     results: dict[str, Any] = {
         **header, "suite": the_suite.name, "quick": quick, "seeds": seeds,
         "baselines": [b.name for b in chosen], "multipliers": list(multipliers),
-        "lopts": [{k: o[k] for k in ("label", "source", "digest")} | {"arch": o["arch"].name} for o in learned],
+        "lopts": [_lopt_entry(o) for o in learned],
         "command": command or f"evaluate({the_suite.name!r}, {list(lopts)!r}, seeds={seeds}"
+                              + (f", lopt_options={dict(lopt_options)!r}" if lopt_options else "")
                               + (f", part={part})" if part is not None else ")"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "tasks": dict(others),  # in every rewrite of results.json, so an interrupted part loses no other part
@@ -205,7 +215,8 @@ def _finished(out: pathlib.Path, header: dict, learned: list[dict], chosen: list
     stored = reuse.read(out)
     same = all(stored[k] == header[k] for k in reuse.HEADER_KEYS) and stored["baselines"] == [b.name for b in chosen] \
         and stored.get("multipliers") == list(multipliers) \
-        and [(o["label"], o["digest"]) for o in stored.get("lopts", [])] == [(o["label"], o["digest"]) for o in learned]
+        and [(o["label"], o["digest"], o.get("options", {})) for o in stored.get("lopts", [])] \
+        == [(o["label"], o["digest"], o["options"]) for o in learned]
     if not same:
         raise EvaluateError(f"--resume: {out} holds another evaluation (other learned optimizers, baselines, grids "
                             "or seeds); use another --out")
@@ -226,6 +237,12 @@ def _other_parts(out: pathlib.Path, header: dict, learned: list[dict], chosen: l
     return {label: e for label, e in stored.items() if label not in mine}
 
 
+def _lopt_entry(o: dict) -> dict[str, Any]:
+    """A learned optimizer as results.json records it (its options only when given)."""
+    return {k: o[k] for k in ("label", "source", "digest")} | {"arch": o["arch"].name} \
+        | ({"options": o["options"]} if o["options"] else {})
+
+
 def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipliers: Sequence[float],
           eval_seeds: list[int], reused: dict | None, progress: Callable[[int], None]) -> dict[str, Any]:
     start = time.time()
@@ -239,7 +256,7 @@ def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipli
     entry["best"] = protocol.best_baselines(entry["baselines"])
     entry["learned"] = {}
     for o in learned:
-        runs = protocol.run_learned(et, task, o["arch"], o["theta"], multipliers, eval_seeds, progress)
+        runs = protocol.run_learned(et, task, o["arch"], o["theta"], multipliers, eval_seeds, progress, o["options"])
         runs["verdicts"] = protocol.verdicts(et, entry["baselines"], runs) if entry["baselines"] else None
         entry["learned"][o["label"]] = runs
     entry["wall_s"] = round(time.time() - start, 1)
@@ -280,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     ap.add_argument("--resume", action="store_true",
                     help="keep the tasks an interrupted run of the same evaluation in --out finished")
+    ap.add_argument("--lopt_options", default="",
+                    help="comma-separated NAME=VALUE arguments for every learned optimizer's optimizer "
+                         "(e.g. weight_decay=0.1); values are numbers or true/false")
     ap.add_argument("--compile_cache", default=None,
                     help=f"directory of JAX's persistent compilation cache; 'none' turns it off "
                          f"(default: ${compile_cache.ENV}, else ~/.cache/lopt/jax)")
@@ -292,9 +312,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate(args.suite, split(args.lopt), seeds=args.seeds, out_dir=args.out, tasks=split(args.tasks),
                         quick=args.quick, steps=args.steps, baselines=split(args.baselines),
                         baselines_from=args.baselines_from, plots=not args.no_plots, command=command,
-                        resume=args.resume, part=args.part)
+                        resume=args.resume, part=args.part, lopt_options=parse_options(args.lopt_options))
 
     return run_cli(job)
+
+
+def parse_options(text: str) -> dict[str, float | int | bool]:
+    """"a=1,b=0.5,c=true" as {"a": 1, "b": 0.5, "c": True}; a malformed pair is an EvaluateError.
+
+    >>> parse_options("weight_decay=0.1,newton=false")
+    {'weight_decay': 0.1, 'newton': False}
+    """
+    out: dict[str, float | int | bool] = {}
+    for pair in (p for p in text.split(",") if p):
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise EvaluateError(f"--lopt_options: expected NAME=VALUE, got {pair!r}")
+        v = value.strip().lower()
+        if v in ("true", "false"):
+            out[name.strip()] = v == "true"
+            continue
+        try:
+            out[name.strip()] = int(v) if v.lstrip("+-").isdigit() else float(v)
+        except ValueError:
+            raise EvaluateError(f"--lopt_options: {name.strip()}={value!r} is not a number or true/false") from None
+    return out
 
 
 def run_cli(job: Callable[[], dict]) -> int:

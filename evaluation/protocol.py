@@ -21,7 +21,7 @@ initial* if its final training-sample or validation loss is above its step-0 val
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -122,9 +122,11 @@ def run_baselines(et: EvalTask, task: inner_tasks.Task, baselines: Sequence[Base
 
 
 def run_learned(et: EvalTask, task: inner_tasks.Task, arch: Any, theta: Any, multipliers: Sequence[float],
-                eval_seeds: list[int], progress: Progress | None = None) -> dict[str, Any]:
-    """The learned optimizer zero-tune and with its multiplier tuned: {"zero_tune", "tuned": {...}}."""
-    make = runner.LearnedMaker(arch)
+                eval_seeds: list[int], progress: Progress | None = None,
+                options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The learned optimizer (given `options` for its `optimizer`) zero-tune and with its multiplier
+    tuned: {"zero_tune", "tuned": {...}}."""
+    make = runner.LearnedMaker(arch, tuple(sorted((options or {}).items())))
     run = lambda _, hp, seeds: runner.run_rows(task, make, theta, hp, seeds, et.num_steps, et.eval_every, 1,
                                                progress)
     zero = run(None, np.ones((len(eval_seeds), 1)), eval_seeds)

@@ -72,13 +72,14 @@ class BaselineMaker:
 
 @dataclasses.dataclass(frozen=True)
 class LearnedMaker:
-    """A learned optimizer at θ (`args`), told the horizon, its step times the multiplier hp[0]
-    (1 is the optimizer as users load it)."""
+    """A learned optimizer at θ (`args`), told the horizon and given `options` ((name, value) pairs
+    for its `optimizer`), its step times the multiplier hp[0] (1 is the optimizer as users load it)."""
 
     arch: Any
+    options: tuple[tuple[str, Any], ...] = ()
 
     def __call__(self, hp: jax.Array, num_steps: int, theta: Any, task: inner_tasks.Task) -> optax.GradientTransformation:
-        return optax.chain(optimizer_for(self.arch, theta, task, num_steps), optax.scale(hp[0]))
+        return optax.chain(optimizer_for(self.arch, theta, task, num_steps, **dict(self.options)), optax.scale(hp[0]))
 
 
 Maker = Callable[[jax.Array, int, Any, inner_tasks.Task], optax.GradientTransformation]

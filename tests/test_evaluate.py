@@ -113,6 +113,43 @@ def test_learned_at_multiplier_one_is_lopt_load(lopt_file):
     np.testing.assert_allclose(got.valid[1], doubled[1], rtol=2e-5)
 
 
+@pytest.fixture(scope="module")
+def celo2_file(tmp_path_factory):
+    arch = lopt.Celo2()
+    return str(lopt.save(tmp_path_factory.mktemp("lopt") / "celo2.safetensors", arch, arch.init(jax.random.key(0))))
+
+
+def test_learned_options_reach_the_optimizer_as_users_pass_them(celo2_file):
+    """`lopt_options` are `lopt.load(file, num_steps=N, **options)`: Celo2's weight decay here."""
+    task = _iris().make()
+    arch, theta, _ = lopt.load_theta(celo2_file)
+    hp = np.asarray([[30.0]])  # a large step, so that the decay's effect is far above float noise
+    got = runner.run_rows(task, runner.LearnedMaker(arch, (("weight_decay", 3.0),)), theta, hp, [1], 20, 10, 1)
+    plain = runner.run_rows(task, runner.LearnedMaker(arch), theta, hp, [1], 20, 10, 1)
+    ref = _plain_run(task, optax.chain(lopt.load(celo2_file, num_steps=20, weight_decay=3.0), optax.scale(30.0)),
+                     1, 20, 10)
+    np.testing.assert_allclose(got.train[0], ref[0], rtol=2e-5)
+    assert abs(float(got.train[0][-1]) - float(plain.train[0][-1])) > 1e-3
+
+
+def test_lopt_options_are_recorded_checked_and_part_of_resume(celo2_file, tmp_path, capsys):
+    kw = dict(seeds=1, out_dir=tmp_path / "o", lrs={"adam": [1e-3]}, baselines=["adam"], multipliers=[1.0],
+              tasks=["iris_mlp"], plots=False, ledger_path=None)
+    results = ev.evaluate(SUITE, [celo2_file], lopt_options={"weight_decay": 0.5}, **kw)
+    assert results["lopts"][0]["options"] == {"weight_decay": 0.5}
+    assert "lopt_options={'weight_decay': 0.5}" in results["command"]
+    with pytest.raises(ev.EvaluateError, match="holds another evaluation"):
+        ev.evaluate(SUITE, [celo2_file], resume=True, lopt_options={"weight_decay": 0.1}, **kw)
+    capsys.readouterr()
+    for options, match in [("nope=1", "unexpected keyword argument 'nope'"), ("weight_decay=-1", "weight_decay"),
+                           ("weight_decay=abc", "not a number"), ("weight_decay", "expected NAME=VALUE")]:
+        out = str(tmp_path / "bad")
+        assert ev.main(["--suite", "dev", "--lopt", celo2_file, "--lopt_options", options, "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and match in err and "Traceback" not in err
+        assert not (tmp_path / "bad").exists()
+
+
 def test_outputs_and_structure(run):
     results, out = run
     assert json.loads((out / "results.json").read_text()) == results
