@@ -112,6 +112,10 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("sgd", "sgd", False, half_decades(-3, 0), description="SGD, momentum 0.9, constant"),
     Baseline("lion", "lion", False, half_decades(-5, -2), description="Lion, constant, no weight decay"),
 )}
+# The untuned reference users start from: AdamW with warmup + cosine at its common defaults (learning
+# rate 1e-3, optax's weight decay 1e-4), run on the evaluation seeds, never tuned.
+UNTUNED = Baseline("adamw_cos_default", "adam", True, (1e-3,), (1e-4,),
+                   description="AdamW, 5% warmup + cosine to 0, learning rate 1e-3, weight decay 1e-4, untuned")
 # The learned optimizer's learning-rate multiplier under equal tuning: as many points as Adam's grid, centred on 1.
 LEARNED_MULTIPLIERS = half_decades(-1.5, 1.5)
 assert len(LEARNED_MULTIPLIERS) == len(ADAM_LRS)

@@ -155,9 +155,13 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     eval_seeds = list(range(1, seeds + 1))
     header = {"version": reuse.RESULTS_VERSION, "tune_seed": protocol.TUNE_SEED, "eval_seeds": eval_seeds,
               "grids": {b.name: b.grid() for b in chosen}}
-    reused = None
+    reused, stored_untuned = None, {}
     if baselines_from is not None:
-        reused = reuse.pick(reuse.read(baselines_from), header, {t.label: t.fingerprint() for t in todo},
+        stored = reuse.read(baselines_from)
+        stored_untuned = {k: e["untuned"] for k, e in stored["tasks"].items()
+                          if isinstance(e, dict) and isinstance(e.get("untuned"), dict)
+                          and e.get("fingerprint") == next((t.fingerprint() for t in todo if t.label == k), None)}
+        reused = reuse.pick(stored, header, {t.label: t.fingerprint() for t in todo},
                             [b.name for b in chosen])
     if the_suite.ledger and ledger_path is not None:
         ledger.check(ledger_path)
@@ -179,7 +183,7 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
         results["baselines_from"] = str(baselines_from)
     if the_suite.ledger and ledger_path is not None:  # the look is logged before anything is seen
         ledger.append(ledger_path, _ledger_row(results, out, started=True))
-    per_task = len(learned) * (seeds + len(multipliers) + 2 * seeds) + (
+    per_task = len(learned) * (seeds + len(multipliers) + 2 * seeds) + seeds * bool(learned) + (
         0 if reused else sum(len(b.rows()) + 2 * seeds for b in chosen))
     bar = tqdm.tqdm(total=len(todo) * per_task, desc="runs", unit="run")
     for et in todo:
@@ -188,7 +192,8 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
             results["tasks"][et.label] = done[et.label]
             bar.update(per_task)
             continue
-        results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update)
+        results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update,
+                                           stored_untuned.get(et.label))
         _write_atomic(out / "results.json", json.dumps(dict(results, partial=True), indent=1, allow_nan=False))
     bar.close()
     results["tasks"] = {t.label: results["tasks"][t.label] for t in everything if t.label in results["tasks"]}
@@ -237,6 +242,11 @@ def _other_parts(out: pathlib.Path, header: dict, learned: list[dict], chosen: l
     return {label: e for label, e in stored.items() if label not in mine}
 
 
+def _untuned_hparams() -> dict[str, float]:
+    row = bl.UNTUNED.rows()[0]
+    return {"learning_rate": row[0], "weight_decay": row[1]}
+
+
 def _lopt_entry(o: dict) -> dict[str, Any]:
     """A learned optimizer as results.json records it (its options only when given)."""
     return {k: o[k] for k in ("label", "source", "digest")} | {"arch": o["arch"].name} \
@@ -244,7 +254,9 @@ def _lopt_entry(o: dict) -> dict[str, Any]:
 
 
 def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipliers: Sequence[float],
-          eval_seeds: list[int], reused: dict | None, progress: Callable[[int], None]) -> dict[str, Any]:
+          eval_seeds: list[int], reused: dict | None, progress: Callable[[int], None],
+          untuned: dict | None = None) -> dict[str, Any]:
+    """One task's entry of results.json; `reused` baselines and a stored `untuned` reference are kept."""
     start = time.time()
     task = et.make()
     params = jax.eval_shape(task.init, jax.random.key(0))
@@ -254,10 +266,17 @@ def _task(et: EvalTask, chosen: list[bl.Baseline], learned: list[dict], multipli
     }
     entry["baselines"] = reused[et.label] if reused else protocol.run_baselines(et, task, chosen, eval_seeds, progress)
     entry["best"] = protocol.best_baselines(entry["baselines"])
+    if learned:
+        if untuned is not None and untuned["hparams"] == _untuned_hparams() and untuned["seeds"] == eval_seeds:
+            entry["untuned"] = untuned
+            progress(len(eval_seeds))
+        else:
+            entry["untuned"] = protocol.run_untuned(et, task, eval_seeds, progress)
     entry["learned"] = {}
     for o in learned:
         runs = protocol.run_learned(et, task, o["arch"], o["theta"], multipliers, eval_seeds, progress, o["options"])
-        runs["verdicts"] = protocol.verdicts(et, entry["baselines"], runs) if entry["baselines"] else None
+        runs["verdicts"] = (protocol.verdicts(et, entry["baselines"], runs, entry["untuned"]) if entry["baselines"]
+                            else None)
         entry["learned"][o["label"]] = runs
     entry["wall_s"] = round(time.time() - start, 1)
     return entry

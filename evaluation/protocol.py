@@ -9,8 +9,11 @@ protocols, and the verdicts.
 - **Zero-tune**: the learned optimizer as users load it (`num_steps` only), on the evaluation seeds.
 - **Equal tuning**: its learning-rate multiplier tuned like a baseline, on a grid as large as Adam's.
 
+- **Untuned reference** (`baselines.UNTUNED`): AdamW with warmup + cosine at learning rate 1e-3,
+  on the evaluation seeds: what a user gets without tuning.
+
 Per metric, a protocol wins a task when its mean is below the best baseline's; `within_5pct` when
-it is at most 5% above. The speed-up is VeLO's on training loss against the best baseline for
+it is at most 5% above; `beats_untuned` when its mean is below the untuned reference's. The speed-up is VeLO's on training loss against the best baseline for
 training loss (`evaluation.speedup`). A run *diverged* if any loss is non-finite; it *ended above
 initial* if its final training-sample or validation loss is above its step-0 value.
 
@@ -27,7 +30,7 @@ import numpy as np
 
 import inner_tasks
 from evaluation import runner
-from evaluation.baselines import Baseline
+from evaluation.baselines import UNTUNED, Baseline
 from evaluation.speedup import speedup, speedup_number
 from evaluation.tasks import EvalTask
 
@@ -121,6 +124,15 @@ def run_baselines(et: EvalTask, task: inner_tasks.Task, baselines: Sequence[Base
     return {b.name: out[b.name] for b in baselines}
 
 
+def run_untuned(et: EvalTask, task: inner_tasks.Task, eval_seeds: list[int],
+                progress: Progress | None = None) -> dict[str, Any]:
+    """The untuned reference (`baselines.UNTUNED`) on the evaluation seeds, as `summary` gives it."""
+    row = UNTUNED.rows()[0]
+    curves = runner.run_rows(task, runner.BaselineMaker(UNTUNED.family), None, np.asarray([row] * len(eval_seeds)),
+                             eval_seeds, et.num_steps, et.eval_every, et.rows, progress)
+    return summary(curves, {"learning_rate": row[0], "weight_decay": row[1]}, eval_seeds)
+
+
 def run_learned(et: EvalTask, task: inner_tasks.Task, arch: Any, theta: Any, multipliers: Sequence[float],
                 eval_seeds: list[int], progress: Progress | None = None,
                 options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -144,9 +156,11 @@ def best_baselines(baselines: dict[str, dict]) -> dict[str, str | None]:
     return {m: min(baselines, key=lambda n: _score(baselines[n][m], m)) if baselines else None for m in METRICS}
 
 
-def verdicts(et: EvalTask, baselines: dict[str, dict], learned: dict[str, Any]) -> dict[str, Any]:
+def verdicts(et: EvalTask, baselines: dict[str, dict], learned: dict[str, Any],
+             untuned: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per protocol and metric: the learned mean against the best baseline's (win, within 5%,
-    ratio); the speed-up on training loss; divergence flags of the zero-tune runs."""
+    ratio) and, given `untuned` (`run_untuned`), against the untuned reference's (beats_untuned);
+    the speed-up on training loss; divergence flags of the zero-tune runs."""
     best = best_baselines(baselines)
     out: dict[str, Any] = {}
     for protocol, runs in (("zero_tune", {m: learned["zero_tune"] for m in METRICS}),
@@ -159,6 +173,8 @@ def verdicts(et: EvalTask, baselines: dict[str, dict], learned: dict[str, Any]) 
                     "win": bool(mine < ref), "within_5pct": bool(mine <= ref * (1 + TOLERANCE) if ref >= 0
                                                                else mine <= ref * (1 - TOLERANCE)),
                     "ratio": finite(mine / ref) if ref not in (0.0, math.inf) and math.isfinite(mine) else None}
+            if untuned is not None:
+                v[m]["beats_untuned"] = bool(mine < _score(untuned, m))
         target = runs["train"]["train_mean"]
         v["speedup"] = (speedup(baselines[best["train"]]["train"]["train_curve"]["mean"], et.steps, target,
                                 et.num_steps) if best["train"] else None)
@@ -181,9 +197,12 @@ def summarize(results: dict) -> dict[str, Any]:
             runs = [t["learned"][label]["zero_tune"] if p == "zero_tune" else t["learned"][label]["tuned"][m]
                     for t in tasks for m in (("train",) if p == "zero_tune" else METRICS)]
             s: dict[str, Any] = {"tasks": len(verdicts)}
+            compared = [v for v in verdicts if "beats_untuned" in v["train"]]
+            s["untuned_tasks"] = len(compared)
             for m in METRICS:
                 s[f"{m}_wins"] = sum(v[m]["win"] for v in verdicts)
                 s[f"{m}_within_5pct"] = sum(v[m]["within_5pct"] for v in verdicts)
+                s[f"{m}_beats_untuned"] = sum(v[m]["beats_untuned"] for v in compared)
             ups = [speedup_number(v["speedup"]) for v in verdicts if v["speedup"]
                    and v["speedup"]["status"] != "learned_diverged"]
             median = float(np.median(ups)) if ups else None

@@ -22,6 +22,8 @@ def num(x: float | None, like: float | None = None) -> str:
 
 
 def _cell(o: dict, m: str, bold: bool = False) -> str:
+    if o.get("missing"):
+        return "–"
     mean = o[f"{m}_mean"]
     text = "diverged" if mean is None else f"{num(mean)} ± {num(o[f'{m}_std'], mean)}"
     return f"**{text}**" if bold else text
@@ -43,11 +45,15 @@ def speedup_text(s: dict | None) -> str:
     return f"{s['value']:.2f}"
 
 
+_MISSING = {"missing": True} | {f"{m}_{k}": None for m in METRICS for k in ("mean", "std")}  # not run: "–"
+
+
 def _metric_table(results: dict, m: str) -> list[str]:
     labels = [o["label"] for o in results["lopts"]]
     shown = [n for n in ("adam_cos", "adamw_cos") if n in results["baselines"]]
     head = ["task", "steps"] + [f"{l} zero-tune" for l in labels] + [f"{l} tuned" for l in labels]
-    head += ["best baseline"] * bool(results["baselines"]) + shown
+    untuned = any("untuned" in e for e in results["tasks"].values())
+    head += ["best baseline"] * bool(results["baselines"]) + shown + ["AdamW + cosine at 1e-3 (untuned)"] * untuned
     lines = [f"### Final {METRIC_NAMES[m]}", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for label, e in results["tasks"].items():
         cells: list[tuple[dict, str]] = [(e["learned"][l]["zero_tune"], "") for l in labels]
@@ -56,6 +62,8 @@ def _metric_table(results: dict, m: str) -> list[str]:
         if best:
             cells.append((e["baselines"][best][m], f" ({best}: {_hp(e['baselines'][best][m])[2:]}"))
         cells += [(e["baselines"][n][m], _hp(e["baselines"][n][m])) for n in shown]
+        if untuned:
+            cells.append((e.get("untuned") or _MISSING, ""))
         means = [o[f"{m}_mean"] for o, _ in cells if o[f"{m}_mean"] is not None]
         low = min(means) if means else math.inf
         row = [_cell(o, m, o[f"{m}_mean"] == low) + hp for o, hp in cells]
@@ -93,7 +101,10 @@ def summary_lines(results: dict) -> list[str]:
                          f"tasks, validation loss on {s['valid_wins']}/{n} (within 5%: {s['valid_within_5pct']}/{n}); "
                          f"median speed-up on training loss {med}; runs with a non-finite loss "
                          f"{s['nonfinite_runs']}/{s['runs']}, ending above their initial loss "
-                         f"{s['above_initial_runs']}/{s['runs']}.")
+                         f"{s['above_initial_runs']}/{s['runs']}."
+                         + (f" Below untuned AdamW + cosine at 1e-3: training loss on {s['train_beats_untuned']}/"
+                            f"{s['untuned_tasks']}, validation loss on {s['valid_beats_untuned']}/{s['untuned_tasks']}."
+                            if s.get("untuned_tasks") else ""))
     return lines + [""]
 
 

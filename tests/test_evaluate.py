@@ -189,6 +189,7 @@ def test_verdicts_follow_the_numbers(run):
     results, _ = run
     label = results["lopts"][0]["label"]
     wins = {"zero_tune": {"train": 0, "valid": 0}, "tuned": {"train": 0, "valid": 0}}
+    beats = {"zero_tune": {"train": 0, "valid": 0}, "tuned": {"train": 0, "valid": 0}}
     for e in results["tasks"].values():
         runs = e["learned"][label]
         for m in protocol.METRICS:
@@ -198,11 +199,29 @@ def test_verdicts_follow_the_numbers(run):
             for p, mine in (("zero_tune", runs["zero_tune"][f"{m}_mean"]), ("tuned", runs["tuned"][m][f"{m}_mean"])):
                 v = runs["verdicts"][p][m]
                 assert v["win"] == (mine < ref) and v["within_5pct"] == (mine <= 1.05 * ref)
+                assert v["beats_untuned"] == (mine < e["untuned"][f"{m}_mean"])
                 wins[p][m] += v["win"]
+                beats[p][m] += v["beats_untuned"]
         assert runs["tuned"]["train"]["hparams"]["multiplier"] in MULTIPLIERS
     for p in wins:
         assert results["summary"][label][p]["train_wins"] == wins[p]["train"]
         assert results["summary"][label][p]["valid_wins"] == wins[p]["valid"]
+        assert results["summary"][label][p]["untuned_tasks"] == len(results["tasks"])
+        for m in protocol.METRICS:
+            assert results["summary"][label][p][f"{m}_beats_untuned"] == beats[p][m]
+
+
+def test_untuned_reference_is_adamw_with_warmup_cosine_at_1e_3(run):
+    """What a user gets without tuning: optax.adamw(1e-3 × warmup + cosine, weight_decay=1e-4)."""
+    results, _ = run
+    et = _iris()
+    e = results["tasks"][et.label]["untuned"]
+    assert e["hparams"] == {"learning_rate": 1e-3, "weight_decay": 1e-4} and e["seeds"] == [1, 2]
+    ref = _plain_run(et.make(), optax.adamw(lambda c: 1e-3 * bl.warmup_cosine(et.num_steps)(c), weight_decay=1e-4),
+                     2, et.num_steps, et.eval_every)
+    np.testing.assert_allclose(e["final_train"][1], ref[0][-1], rtol=2e-5)
+    np.testing.assert_allclose(e["final_valid"][1], ref[1][-1], rtol=2e-5)
+    assert "AdamW + cosine at 1e-3 (untuned)" in tables.markdown(results)
 
 
 def test_summary_of_failures_and_speedup():
@@ -240,6 +259,7 @@ def test_baselines_from_reuses_the_tuned_baselines_exactly(run, lopt_file, tmp_p
     for label, e in results["tasks"].items():
         assert again["tasks"][label]["baselines"] == e["baselines"]
         assert again["tasks"][label]["learned"] == e["learned"]
+        assert again["tasks"][label]["untuned"] == e["untuned"]
     assert again["summary"] == results["summary"]
 
 
