@@ -2,7 +2,7 @@
 
     python -m evaluation.evaluate --suite dev --lopt celo_generalist[,mulo_sp,FILE…] [--quick | --part K]
         [--tasks a,b] [--seeds 3] [--steps N] [--baselines adam,adamw_cos] [--baselines_from DIR]
-        [--lopt_options weight_decay=0.1] [--out DIR] [--no-plots] [--compile_cache DIR|none]
+        [--multipliers 0.1,1,10] [--lopt_options weight_decay=0.1] [--out DIR] [--no-plots] [--compile_cache DIR|none]
 
 The protocol is `evaluation.protocol`'s: baselines (`evaluation.baselines`: Adam and AdamW, each
 constant and with warmup + cosine, AdamW's weight decay tuned jointly with the learning rate, SGD
@@ -316,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     ap.add_argument("--resume", action="store_true",
                     help="keep the tasks an interrupted run of the same evaluation in --out finished")
+    ap.add_argument("--multipliers", default=",".join(f"{m:g}" for m in bl.LEARNED_MULTIPLIERS),
+                    help="comma-separated grid of the learned optimizers' multiplier under equal tuning "
+                         "(default: as many points as Adam's grid; '1' screens zero-tune alone)")
     ap.add_argument("--lopt_options", default="",
                     help="comma-separated NAME=VALUE arguments for every learned optimizer's optimizer "
                          "(e.g. weight_decay=0.1); values are numbers or true/false")
@@ -331,9 +334,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate(args.suite, split(args.lopt), seeds=args.seeds, out_dir=args.out, tasks=split(args.tasks),
                         quick=args.quick, steps=args.steps, baselines=split(args.baselines),
                         baselines_from=args.baselines_from, plots=not args.no_plots, command=command,
-                        resume=args.resume, part=args.part, lopt_options=parse_options(args.lopt_options))
+                        resume=args.resume, part=args.part, lopt_options=parse_options(args.lopt_options),
+                        multipliers=_numbers("--multipliers", args.multipliers))
 
     return run_cli(job)
+
+
+def _numbers(flag: str, text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EvaluateError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
 def parse_options(text: str) -> dict[str, float | int | bool]:

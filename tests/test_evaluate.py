@@ -148,6 +148,10 @@ def test_lopt_options_are_recorded_checked_and_part_of_resume(celo2_file, tmp_pa
         err = capsys.readouterr().err
         assert err.startswith("error: ") and match in err and "Traceback" not in err
         assert not (tmp_path / "bad").exists()
+    for grid, match in [("1,x", "expected comma-separated numbers"), ("0", "finite and positive"), ("", "non-empty")]:
+        assert ev.main(["--suite", "dev", "--lopt", celo2_file, "--multipliers", grid, "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and match in err and not (tmp_path / "bad").exists()
 
 
 def test_outputs_and_structure(run):
