@@ -67,6 +67,8 @@ WARMUP_FRACTION = 0.05  # of num_steps, linear from peak/(warmup+1)
 WARMUP_MAX_STEPS = 1000  # a long run needs no longer warmup: β2 = 0.95 settles in tens of steps
 END_FRACTION = 0.1  # the cosine ends at 10% of the peak (5% warmup, cosine to 10%: ELO's GPT-2 evaluation)
 WEIGHT_DECAY = 0.0
+HORIZON_REFERENCE = 1000  # the horizon at which the peak is PEAK_LEARNING_RATE
+HORIZON_CLIP = (0.1, 10.0)  # the range of the peak's horizon factor (HORIZON_REFERENCE / num_steps) ** e
 """The default decoupled weight decay (× lr(t)); 0 until chosen on the `dev` suite."""
 ADAM_LR_MULT = 20.0  # the Adam branch's learning rate over the schedule's, as Celo2
 ADAM_BETAS = (0.9, 0.95)  # the Adam branch's, as Celo2
@@ -116,6 +118,7 @@ class Celo2:
     adam_lr_mult: float = ADAM_LR_MULT
     newton_schulz: bool = False
     magnitude_correction: bool = False
+    horizon_exponent: float = 0.0  # the default peak is PEAK_LEARNING_RATE · (HORIZON_REFERENCE / num_steps) ** e
 
     @classmethod
     def older_file(cls, version: object, config: dict) -> str | None:
@@ -137,6 +140,19 @@ class Celo2:
         for name in ("newton_schulz", "magnitude_correction"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (_is_real(self.horizon_exponent) and 0.0 <= self.horizon_exponent <= 1.0):
+            raise ValueError(f"horizon_exponent must be a number in [0, 1], got {self.horizon_exponent!r}")
+
+    def peak(self, num_steps: int) -> float:
+        """The default schedule's peak for a run of `num_steps`: PEAK_LEARNING_RATE times
+        (HORIZON_REFERENCE / num_steps) ** horizon_exponent, the factor clipped to HORIZON_CLIP
+        (longer runs of noisy gradients take smaller steps, as SGD's 1/√T).
+
+        >>> [Celo2(horizon_exponent=0.5).peak(t) for t in (250, 1000, 4000)]
+        [0.002, 0.001, 0.0005]
+        """
+        factor = (HORIZON_REFERENCE / num_steps) ** self.horizon_exponent
+        return PEAK_LEARNING_RATE * float(min(max(factor, HORIZON_CLIP[0]), HORIZON_CLIP[1]))
 
     def init(self, key: jax.Array) -> dict:
         sizes = (NUM_FEATURES,) + (self.hidden_size,) * self.hidden_layers + (1,)
@@ -153,13 +169,15 @@ class Celo2:
         return jnp.exp(MAGNITUDE_BOUND * jnp.tanh(psi @ theta["magnitude"]))
 
     def adopt(self, theta: dict, other: Celo2) -> dict:
-        """`theta` of architecture `other` as a theta of this one: `newton_schulz` may differ, and
-        `magnitude_correction` may be turned on (its weights start at zero, a factor of 1)."""
-        toggles = {"newton_schulz": self.newton_schulz, "magnitude_correction": self.magnitude_correction}
+        """`theta` of architecture `other` as a theta of this one: `newton_schulz` and
+        `horizon_exponent` may differ, and `magnitude_correction` may be turned on (its weights start
+        at zero, a factor of 1)."""
+        toggles = {"newton_schulz": self.newton_schulz, "magnitude_correction": self.magnitude_correction,
+                   "horizon_exponent": self.horizon_exponent}
         if not isinstance(other, Celo2) or dataclasses.replace(other, **toggles) != self \
                 or (other.magnitude_correction and not self.magnitude_correction):
             raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only changing newton_schulz "
-                             "and turning magnitude_correction on are supported")
+                             "or horizon_exponent and turning magnitude_correction on are supported")
         out = {"mlp": theta["mlp"], "skip": theta["skip"]}
         if self.magnitude_correction:
             out["magnitude"] = theta.get("magnitude", jnp.zeros((NUM_MAGNITUDE_FEATURES,), jnp.float32))
@@ -176,7 +194,7 @@ class Celo2:
         if num_steps is None:
             raise ValueError("Celo2 needs num_steps= (its default schedule's length) unless learning_rate= is an "
                              "optax schedule")
-        return default_schedule(num_steps, PEAK_LEARNING_RATE * mult)
+        return default_schedule(num_steps, self.peak(num_steps) * mult)
 
     def optimizer(
         self, theta: dict, *, num_steps: int | None = None, learning_rate: float | Callable | None = None,

@@ -132,6 +132,21 @@ def test_learned_options_reach_the_optimizer_as_users_pass_them(celo2_file):
     assert abs(float(got.train[0][-1]) - float(plain.train[0][-1])) > 1e-3
 
 
+def test_multiplier_one_on_the_evaluation_seeds_reuses_the_zero_tune_runs_exactly(lopt_file):
+    """The zero-tune runs stand for multiplier 1 on the evaluation seeds: the same numbers as running them."""
+    et = _iris()
+    task = et.make()
+    arch, theta, _ = lopt.load_theta(lopt_file)
+    calls = []
+    got = protocol.run_learned(et, task, arch, theta, [1.0], [1, 2], calls.append)
+    ran = runner.run_rows(task, runner.LearnedMaker(arch), theta, np.ones((2, 1)), [1, 2], et.num_steps,
+                          et.eval_every, 1)
+    for m in protocol.METRICS:
+        assert got["tuned"][m]["hparams"] == {"multiplier": 1.0}
+        np.testing.assert_array_equal(got["tuned"][m][f"final_{m}"], getattr(ran, m)[:, -1])
+    assert sum(calls) == 2 + 1 + 2  # zero-tune, the tuning row, the reused evaluation runs
+
+
 def test_lopt_options_are_recorded_checked_and_part_of_resume(celo2_file, tmp_path, capsys):
     kw = dict(seeds=1, out_dir=tmp_path / "o", lrs={"adam": [1e-3]}, baselines=["adam"], multipliers=[1.0],
               tasks=["iris_mlp"], plots=False, ledger_path=None)
