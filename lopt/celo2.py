@@ -11,8 +11,11 @@ chooses only the direction. The magnitude comes from outside, as in Celo2's rele
     learned tensors:              update = −lr(t) · (d̂ + weight_decay · p)
     biases, norms, embeddings:    update = −lr(t) · adam_lr_mult · m̂ / (√v̂ + ε)   (Adam, β 0.9 / 0.95)
 
-with lr(t) `default_schedule(num_steps)`: linear warmup over 5% of the steps (at most
-`WARMUP_MAX_STEPS`), then a cosine to 10% of the peak `PEAK_LEARNING_RATE`; the schedule's
+with lr(t) `default_schedule(num_steps, peak)`: linear warmup over 5% of the steps (at most
+`WARMUP_MAX_STEPS`), then a cosine to 10% of the peak. The peak is `PEAK_LEARNING_RATE` (1e-3) at
+1000 steps and falls as 1/√num_steps (`Celo2.peak`, `horizon_exponent` 0.5, the factor clipped
+to [0.1, 10]): a unit-RMS direction keeps its size when gradients turn to noise, so long runs need
+the smaller step (chosen on `dev`, evaluation/RESULTS.md "Celo2's defaults"). The schedule's
 peak is the RMS of each learned tensor's step. `optimizer` composes it from optax parts:
 
     skip_nonfinite(chain(scale_by_celo2, add_decayed_weights(wd, mask), scale_by_learning_rate(lr),
@@ -67,6 +70,7 @@ WARMUP_FRACTION = 0.05  # of num_steps, linear from peak/(warmup+1)
 WARMUP_MAX_STEPS = 1000  # a long run needs no longer warmup: β2 = 0.95 settles in tens of steps
 END_FRACTION = 0.1  # the cosine ends at 10% of the peak (5% warmup, cosine to 10%: ELO's GPT-2 evaluation)
 WEIGHT_DECAY = 0.0
+HORIZON_EXPONENT = 0.5  # chosen on dev (evaluation/RESULTS.md, "Celo2's defaults"): SGD's 1/√T
 HORIZON_REFERENCE = 1000  # the horizon at which the peak is PEAK_LEARNING_RATE
 HORIZON_CLIP = (0.1, 10.0)  # the range of the peak's horizon factor (HORIZON_REFERENCE / num_steps) ** e
 """The default decoupled weight decay (× lr(t)); 0 until chosen on the `dev` suite."""
@@ -110,7 +114,7 @@ class Celo2:
     """Architecture config (static). `init(key) -> theta`, `optimizer(theta, num_steps=T) -> optax`."""
 
     name: ClassVar[str] = "celo2"
-    version: ClassVar[int] = 1  # bumped whenever the same theta would step differently
+    version: ClassVar[int] = 2  # bumped whenever the same theta would step differently
     hidden_size: int = 4
     hidden_layers: int = 1
     mom_decay: float = 0.9
@@ -118,13 +122,15 @@ class Celo2:
     adam_lr_mult: float = ADAM_LR_MULT
     newton_schulz: bool = False
     magnitude_correction: bool = False
-    horizon_exponent: float = 0.0  # the default peak is PEAK_LEARNING_RATE · (HORIZON_REFERENCE / num_steps) ** e
+    horizon_exponent: float = HORIZON_EXPONENT  # the default peak: PEAK_LEARNING_RATE · (HORIZON_REFERENCE / T) ** e
 
     @classmethod
-    def older_file(cls, version: object, config: dict) -> str | None:
-        """There is no older Celo2 file version."""
-        del config
-        return f"this lopt reads Celo2 file version {cls.version}, not {version!r}"
+    def older_file(cls, version: object, config: dict) -> dict | str:
+        """A version-1 file (its default peak did not depend on num_steps) steps as it did with
+        `horizon_exponent` 0 unless its config names one; other versions are refused."""
+        if version != 1:
+            return f"this lopt reads Celo2 file versions 1 and {cls.version}, not {version!r}"
+        return {"horizon_exponent": 0.0, **config}
 
     def __post_init__(self):
         for name in ("hidden_size", "hidden_layers"):

@@ -13,8 +13,9 @@ init, and raises `LoptFileError` with one clear message on any mismatch.
 
 `arch_version` is the architecture's `version`, bumped whenever the same theta would step
 differently. A file of another version is refused, unless it is older and the architecture's
-`older_file(version, arch_config)` returns None (it steps under this code as it did when written);
-otherwise that method's reason is the error. `sha256` covers the tensors only (names, dtypes,
+`older_file(version, arch_config)` returns None (it steps under this code as it did when written)
+or a dict (the config under which this code steps it as it did, e.g. with a setting that came
+later pinned to its old behaviour); otherwise that method's reason is the error. `sha256` covers the tensors only (names, dtypes,
 shapes, bytes), so it identifies theta across versions and metadata. Tensor names, the hash
 and the atomic write are `lopt.tensorfile`'s (shared with `checkpoints`).
 """
@@ -112,7 +113,9 @@ def _arch_from_header(header: dict, path) -> Any:
         older = getattr(cls, "older_file", None)
         why = (older(version, config) if older is not None and isinstance(version, int) and version < cls.version
                else f"this lopt reads version {cls.version}")
-        if why is not None:
+        if isinstance(why, dict):
+            config = why
+        elif why is not None:
             raise LoptFileError(f"{path}: {name!r} file has feature-set version {version}: {why}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(config) - set(fields))

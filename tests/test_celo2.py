@@ -36,7 +36,8 @@ class NumpyCelo2:
         self.t, self.acc = 0, {}
 
     def lr(self, t):
-        n, peak = self.num_steps, 1e-3 * self.lr_mult
+        n = self.num_steps
+        peak = 1e-3 * min(max((1000 / n) ** self.arch.horizon_exponent, 0.1), 10.0) * self.lr_mult
         w = min(1000, int(0.05 * n))
         if t < w:
             return peak * (t + 1) / (w + 1)
@@ -99,7 +100,7 @@ def test_update_matches_numpy_reference(arch, options):
         updates, state = update(grads, state, params)
         want = ref.update(grads, params)
         for k in SHAPES:
-            np.testing.assert_allclose(updates[k], want[k], rtol=2e-4, atol=1e-10, err_msg=k)
+            np.testing.assert_allclose(updates[k], want[k], rtol=2e-4, atol=1e-9, err_msg=k)
         params = optax.apply_updates(params, updates)
 
 
@@ -128,9 +129,9 @@ def test_init_is_per_tensor_normalized_adam_on_the_schedule():
     adam = optax.scale_by_adam(b1=0.9, b2=0.95, eps=0.0)
     rng = np.random.default_rng(1)
     params = {k: v for k, v in _params(rng).items() if k in ("w", "k")}
-    opts = {"default": (arch.optimizer(theta, num_steps=60), celo2.default_schedule(60)),
-            "times 2": (arch.optimizer(theta, num_steps=60, learning_rate=2.0),
-                        lambda t: 2 * celo2.default_schedule(60)(t)),
+    default = celo2.default_schedule(60, arch.peak(60))
+    opts = {"default": (arch.optimizer(theta, num_steps=60), default),
+            "times 2": (arch.optimizer(theta, num_steps=60, learning_rate=2.0), lambda t: 2 * default(t)),
             "schedule": (arch.optimizer(theta, learning_rate=optax.constant_schedule(0.02)), lambda t: 0.02)}
     states = {n: o.init(params) for n, (o, _) in opts.items()}
     s_a = adam.init(params)
@@ -151,6 +152,65 @@ def test_default_schedule_warms_up_then_decays_to_a_tenth():
     long = celo2.default_schedule(10**6)  # the warmup is capped at 1000 steps
     np.testing.assert_allclose([long(999), long(1000)], [1e-3 * 1000 / 1001, 1e-3], rtol=1e-5)
     np.testing.assert_allclose([celo2.default_schedule(1)(0), celo2.default_schedule(5)(0)], [1e-3, 1e-3], rtol=1e-6)
+
+
+def test_the_default_peak_falls_as_one_over_root_num_steps_within_its_clip():
+    """1e-3 at 1000 steps, × (1000/T)^0.5, the factor clipped to [0.1, 10]; horizon_exponent 0 is a
+    constant 1e-3; a multiplier scales the whole schedule."""
+    arch = lopt.Celo2()
+    np.testing.assert_allclose([arch.peak(t) for t in (1, 10, 250, 1000, 5000, 10**5, 10**7)],
+                               [1e-2, 1e-2, 2e-3, 1e-3, 1e-3 / 5 ** 0.5, 1e-4, 1e-4], rtol=1e-6)
+    assert [lopt.Celo2(horizon_exponent=0.0).peak(t) for t in (1, 5000)] == [1e-3, 1e-3]
+    s = arch.schedule(5000, 0.5)
+    np.testing.assert_allclose(float(s(250)), 0.5 * 1e-3 / 5 ** 0.5, rtol=1e-5)  # warmup 250: at the peak
+    for bad in (-0.1, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match="horizon_exponent"):
+            lopt.Celo2(horizon_exponent=bad)
+
+
+def test_a_version_1_file_steps_as_it_did_with_a_constant_peak(tmp_path):
+    """Version 1 had no horizon_exponent (a peak of 1e-3 at every horizon): its file loads with
+    exponent 0 and steps exactly as a file of this version with exponent 0; a version-1 file that
+    names an exponent keeps it; other versions are refused with the reason."""
+    import json
+    import safetensors.numpy
+    theta = _random_theta(lopt.Celo2(), 3)
+
+    def as_version_1(path, drop_exponent=True):
+        tensors = safetensors.numpy.load_file(str(path))
+        with open(path, "rb") as f:
+            header = json.loads(json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]["lopt"])
+        header["arch_version"] = 1
+        if drop_exponent:
+            del header["arch_config"]["horizon_exponent"]
+        path.write_bytes(safetensors.numpy.save(tensors, metadata={"lopt": json.dumps(header)}))
+        return path
+
+    old = as_version_1(lopt.save(tmp_path / "v1.safetensors", lopt.Celo2(), theta))
+    flat = lopt.save(tmp_path / "v2_flat.safetensors", lopt.Celo2(horizon_exponent=0.0), theta)
+    arch1, _, header1 = lopt.load_theta(old)
+    assert arch1 == lopt.Celo2(horizon_exponent=0.0) and header1["arch_version"] == 1
+    rng = np.random.default_rng(4)
+    shapes = {"w": (6, 5), "b": (5,)}
+    params, grads = _params(rng, shapes), _params(rng, shapes)
+    steps = [lopt.load(f, num_steps=4000) for f in (old, flat, lopt.save(tmp_path / "v2.safetensors",
+                                                                          lopt.Celo2(), theta))]
+    (u1, _), (u2, _), (u3, _) = [o.update(grads, o.init(params), params) for o in steps]
+    for k in shapes:
+        np.testing.assert_array_equal(u1[k], u2[k], err_msg=k)
+    np.testing.assert_allclose(u3["w"], 0.5 * u1["w"], rtol=1e-5)  # this version's peak at 4000 steps: ×0.5
+    named = as_version_1(lopt.save(tmp_path / "v1_named.safetensors", lopt.Celo2(horizon_exponent=0.25), theta),
+                         drop_exponent=False)
+    assert lopt.load_theta(named)[0].horizon_exponent == 0.25
+    for version, why in ((0, "reads Celo2 file versions 1 and 2, not 0"), (3, "reads version 2")):
+        path = lopt.save(tmp_path / f"v{version}.safetensors", lopt.Celo2(), theta)
+        tensors = safetensors.numpy.load_file(str(path))
+        with open(path, "rb") as f:
+            header = json.loads(json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]["lopt"])
+        header["arch_version"] = version
+        path.write_bytes(safetensors.numpy.save(tensors, metadata={"lopt": json.dumps(header)}))
+        with pytest.raises(lopt.LoptFileError, match=why):
+            lopt.load_theta(path)
 
 
 def test_traced_theta_under_jit_grad_and_vmap():
@@ -267,7 +327,7 @@ def test_newton_schulz_option_orthogonalizes_the_learned_direction():
     plain, ns = (lopt.Celo2(newton_schulz=f).optimizer(theta, num_steps=40) for f in (False, True))
     u_plain, _ = jax.jit(plain.update)(grads, plain.init(params), params)
     u_ns, _ = jax.jit(ns.update)(grads, ns.init(params), params)
-    lr = float(celo2.default_schedule(40)(0))
+    lr = float(celo2.default_schedule(40, lopt.Celo2().peak(40))(0))
     for k in SHAPES:
         want = (-lr * celo2_features.unit_rms(celo2_features.newton_schulz(u_plain[k] / -lr))
                 if k in ("w", "k") else u_plain[k])
@@ -279,7 +339,7 @@ def test_save_load_round_trip_keeps_the_options(tmp_path):
     theta = _random_theta(arch, 8)
     path = lopt.save(tmp_path / "c2.safetensors", arch, theta, {"note": "test"})
     loaded, theta2, header = lopt.load_theta(path)
-    assert loaded == arch and header["arch"] == "celo2" and header["arch_version"] == 1
+    assert loaded == arch and header["arch"] == "celo2" and header["arch_version"] == 2
     for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta2)):
         np.testing.assert_array_equal(a, b)
     rng = np.random.default_rng(8)
