@@ -27,7 +27,8 @@ from outer import OuterOptimizer, Setup
 
 # Config paths that may change when a run is resumed (cadences, length, evaluation).
 RESUMABLE_CHANGES = ("num_steps", "eval", "log", "probe", "checkpoint", "mesh")
-ADDED_OFF = {"groups": {"horizons": (), "horizon_weights": (), "buckets": 0}}  # settings added later: at these values a
+ADDED_OFF = {"groups": {"horizons": (), "horizon_weights": (), "buckets": 0},
+             "lopt": {"horizon_exponent": 0.0}}  # settings added later: at these values a
 # run's fingerprint is that of a run from before they existed, so its workdir still resumes
 
 

@@ -347,7 +347,7 @@ def _numbers(flag: str, text: str) -> list[float]:
         raise EvaluateError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
-def parse_options(text: str) -> dict[str, float | int | bool]:
+def parse_options(text: str, flag: str = "--lopt_options") -> dict[str, float | int | bool]:
     """"a=1,b=0.5,c=true" as {"a": 1, "b": 0.5, "c": True}; a malformed pair is an EvaluateError.
 
     >>> parse_options("weight_decay=0.1,newton=false")
@@ -357,7 +357,7 @@ def parse_options(text: str) -> dict[str, float | int | bool]:
     for pair in (p for p in text.split(",") if p):
         name, sep, value = pair.partition("=")
         if not sep or not name.strip().isidentifier():
-            raise EvaluateError(f"--lopt_options: expected NAME=VALUE, got {pair!r}")
+            raise EvaluateError(f"{flag}: expected NAME=VALUE, got {pair!r}")
         v = value.strip().lower()
         if v in ("true", "false"):
             out[name.strip()] = v == "true"
@@ -365,7 +365,7 @@ def parse_options(text: str) -> dict[str, float | int | bool]:
         try:
             out[name.strip()] = int(v) if v.lstrip("+-").isdigit() else float(v)
         except ValueError:
-            raise EvaluateError(f"--lopt_options: {name.strip()}={value!r} is not a number or true/false") from None
+            raise EvaluateError(f"{flag}: {name.strip()}={value!r} is not a number or true/false") from None
     return out
 
 

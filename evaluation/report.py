@@ -18,6 +18,7 @@ directory (one line per learned optimizer, plus any tuned baselines).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -199,16 +200,28 @@ def replace_results(name: str, results_dirs: Sequence[str], out_dir: pathlib.Pat
 
 
 def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], notes: str | None,
-         out_dir: pathlib.Path = PRETRAINED, machine: str = "a 2-core CPU machine") -> pathlib.Path:
+         out_dir: pathlib.Path = PRETRAINED, machine: str = "a 2-core CPU machine",
+         adopt: dict | None = None) -> pathlib.Path:
     """Ships WORKDIR's export as NAME.safetensors with its model card NAME.md and NAME_curve.png.
 
     `results_dirs` hold `evaluation.evaluate` or `evaluation.user_models` results; `machine` says
-    where the compute was spent."""
+    where the compute was spent. `adopt` ({setting: value}) ships the same θ under the architecture
+    with those settings changed (`arch.adopt`, e.g. a default chosen on `dev` after meta-training);
+    the provenance records them as "adopted"."""
     src = pathlib.Path(workdir) / "lopt.safetensors"
     arch, theta, header = lopt.load_theta(src)
+    prov = dict(header["provenance"])
+    if adopt:
+        trained = arch
+        try:
+            arch = dataclasses.replace(trained, **adopt)
+            theta = arch.adopt(theta, trained)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"--adopt {adopt}: {e}") from None
+        prov["adopted"] = {"settings": dict(adopt), "meta_trained_with": dataclasses.asdict(trained)}
     events = load_events(workdir)
     compute = compute_spent(events)
-    prov = dict(header["provenance"], recipe=recipe, compute=compute, model_card=f"{name}.md")
+    prov = dict(prov, recipe=recipe, compute=compute, model_card=f"{name}.md")
     out_dir.mkdir(parents=True, exist_ok=True)
     shipped = lopt.save(out_dir / f"{name}.safetensors", arch, theta, prov)
     curve_figure(events, out_dir / f"{name}_curve.png", f"{name}: meta-training")
@@ -220,7 +233,9 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
         "```python", "import lopt", f'opt = lopt.load("{name}", num_steps=N){mup_note}',
         "```", "",
         f"Architecture `{arch.name}` {json.dumps(header['arch_config'])}; "
-        f"{sum(np.size(x) for x in jax.tree.leaves(theta))} meta-parameters; tensor sha256 `{header['sha256'][:16]}…`.", "",
+        f"{sum(np.size(x) for x in jax.tree.leaves(theta))} meta-parameters; tensor sha256 `{header['sha256'][:16]}…`"
+        + (f"; meta-trained with {json.dumps({k: prov['adopted']['meta_trained_with'][k] for k in adopt})}, "
+           f"shipped with {json.dumps(adopt)}" if adopt else "") + ".", "",
         "## Recipe", "",
         f"`{recipe}`, trained with `python meta_train.py --config {recipe} --workdir {workdir}` "
         f"(config below, as stored in the file's provenance).", "",
@@ -249,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--results", action="append", default=[])
     c.add_argument("--notes", default=None)
     c.add_argument("--machine", default="a 2-core CPU machine", help="where the compute was spent, for the card")
+    c.add_argument("--adopt", default="", help="comma-separated SETTING=VALUE: ship the θ under the architecture "
+                                              "with these settings changed (e.g. horizon_exponent=0.5)")
     r = sub.add_parser("results", help="rewrite a shipped card's results sections")
     r.add_argument("--name", required=True)
     r.add_argument("--results", action="append", required=True)
@@ -259,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "card":
-            print(card(args.name, args.workdir, args.recipe, args.results, args.notes, machine=args.machine))
+            from evaluation.evaluate import parse_options
+            print(card(args.name, args.workdir, args.recipe, args.results, args.notes, machine=args.machine,
+                       adopt=parse_options(args.adopt, "--adopt")))
         elif args.cmd == "results":
             print(replace_results(args.name, args.results, notes=args.notes))
         else:

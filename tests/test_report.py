@@ -105,3 +105,28 @@ def test_width_figure_and_errors(width_results, tmp_path, capsys):
     assert json.loads((width_results[0] / "results.json").read_text())["baselines"] == []
     assert report.main(["width", "--results", str(tmp_path / "none"), "--out", str(png)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_card_adopts_a_setting_chosen_after_meta_training(workdir, tmp_path, capsys):
+    """`--adopt` ships the same θ under the architecture with a setting changed (Celo2's horizon
+    exponent here), recording what it was meta-trained with; a setting the architecture cannot
+    adopt is one error and ships nothing."""
+    wd = tmp_path / "run"
+    wd.mkdir()
+    for f in workdir.glob("events*"):
+        (wd / f.name).write_bytes(f.read_bytes())
+    trained = lopt.Celo2(horizon_exponent=0.0)
+    theta = jax.tree.map(lambda x: x + 0.1, trained.init(jax.random.key(5)))
+    lopt.save(wd / "lopt.safetensors", trained, theta, {"config": {"seed": 0}})
+    out = tmp_path / "pretrained"
+    shipped = report.card("c2", str(wd), "configs/celo2/stage1.py", [], None, out_dir=out,
+                          adopt={"horizon_exponent": 0.5})
+    arch, theta2, header = lopt.load_theta(shipped)
+    assert arch == lopt.Celo2(horizon_exponent=0.5) and arch.peak(4000) == pytest.approx(5e-4)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta2)))
+    adopted = header["provenance"]["adopted"]
+    assert adopted["settings"] == {"horizon_exponent": 0.5} and adopted["meta_trained_with"]["horizon_exponent"] == 0.0
+    assert 'shipped with {"horizon_exponent": 0.5}' in (out / "c2.md").read_text()
+    assert report.main(["card", "--name", "c3", "--workdir", str(wd), "--recipe", "configs/celo2/stage1.py",
+                        "--adopt", "hidden_size=8"]) == 2
+    assert "--adopt {'hidden_size': 8}" in capsys.readouterr().err and not (report.PRETRAINED / "c3.md").exists()
