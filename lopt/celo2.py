@@ -72,6 +72,7 @@ END_FRACTION = 0.1  # the cosine ends at 10% of the peak (5% warmup, cosine to 1
 WEIGHT_DECAY = 0.0
 HORIZON_EXPONENT = 0.5  # chosen on dev (evaluation/RESULTS.md, "Celo2's defaults"): SGD's 1/√T
 HORIZON_REFERENCE = 1000  # the horizon at which the peak is PEAK_LEARNING_RATE
+RELATIVE_FLOOR = 1e-3  # the parameter RMS below which a relative step stops shrinking (Adafactor's eps2)
 HORIZON_CLIP = (0.1, 10.0)  # the range of the peak's horizon factor (HORIZON_REFERENCE / num_steps) ** e
 """The default decoupled weight decay (× lr(t)); 0 until chosen on the `dev` suite."""
 ADAM_LR_MULT = 20.0  # the Adam branch's learning rate over the schedule's, as Celo2
@@ -123,6 +124,7 @@ class Celo2:
     newton_schulz: bool = False
     magnitude_correction: bool = False
     horizon_exponent: float = HORIZON_EXPONENT  # the default peak: PEAK_LEARNING_RATE · (HORIZON_REFERENCE / T) ** e
+    relative_step: float = 0.0  # r > 0: each learned tensor's step × max(RMS(p), RELATIVE_FLOOR) / r; 0: off
 
     @classmethod
     def older_file(cls, version: object, config: dict) -> dict | str:
@@ -146,6 +148,8 @@ class Celo2:
         for name in ("newton_schulz", "magnitude_correction"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (_is_real(self.relative_step) and 0.0 <= self.relative_step < math.inf):
+            raise ValueError(f"relative_step must be a number >= 0 (0: off), got {self.relative_step!r}")
         if not (_is_real(self.horizon_exponent) and 0.0 <= self.horizon_exponent <= 1.0):
             raise ValueError(f"horizon_exponent must be a number in [0, 1], got {self.horizon_exponent!r}")
 
@@ -179,11 +183,11 @@ class Celo2:
         `horizon_exponent` may differ, and `magnitude_correction` may be turned on (its weights start
         at zero, a factor of 1)."""
         toggles = {"newton_schulz": self.newton_schulz, "magnitude_correction": self.magnitude_correction,
-                   "horizon_exponent": self.horizon_exponent}
+                   "horizon_exponent": self.horizon_exponent, "relative_step": self.relative_step}
         if not isinstance(other, Celo2) or dataclasses.replace(other, **toggles) != self \
                 or (other.magnitude_correction and not self.magnitude_correction):
-            raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only changing newton_schulz "
-                             "or horizon_exponent and turning magnitude_correction on are supported")
+            raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only changing newton_schulz, "
+                             "horizon_exponent or relative_step, and turning magnitude_correction on, are supported")
         out = {"mlp": theta["mlp"], "skip": theta["skip"]}
         if self.magnitude_correction:
             out["magnitude"] = theta.get("magnitude", jnp.zeros((NUM_MAGNITUDE_FEATURES,), jnp.float32))
@@ -253,6 +257,9 @@ def scale_by_celo2(arch: Celo2, theta: dict, *, num_steps: int | None = None,
             if arch.newton_schulz and d.ndim >= 2:
                 d = newton_schulz(d)
             d = unit_rms(d)
+            if arch.relative_step > 0:
+                rms_p = jnp.sqrt(jnp.mean(jnp.square(p.astype(jnp.float32))))
+                d = d * (jnp.maximum(rms_p, RELATIVE_FLOOR) / arch.relative_step).astype(d.dtype)
             if arch.magnitude_correction:
                 d = d * arch.magnitude(theta, frac, p.shape).astype(d.dtype)
         return jnp.where(ok, d, 0.0).astype(g_in.dtype), acc

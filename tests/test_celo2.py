@@ -67,6 +67,8 @@ class NumpyCelo2:
             d = (h @ self.mlp[f"w{L}"] + self.mlp[f"b{L}"])[..., 0] + x @ self.skip
             d = np.where(v > 0, d, 0.0)
             d = d / np.sqrt(np.mean(d**2) + 1e-12)
+            if self.arch.relative_step > 0:
+                d = d * max(np.sqrt(np.mean(p**2)), 1e-3) / self.arch.relative_step
             if self.mag is not None:
                 fan_in = math.prod(g.shape[:-1])
                 psi = np.array([1.0, min(self.t / self.num_steps, 1.0), math.log(fan_in) / math.log(1024)])
@@ -84,6 +86,7 @@ def _params(rng, shapes=SHAPES):
     (lopt.Celo2(), {}),
     (lopt.Celo2(magnitude_correction=True, hidden_layers=2, hidden_size=4),
      {"learning_rate": 3.0, "weight_decay": 0.1}),
+    (lopt.Celo2(relative_step=0.1, horizon_exponent=0.0), {"weight_decay": 0.01}),
 ])
 def test_update_matches_numpy_reference(arch, options):
     """5 steps of a 40-step schedule (warmup 2 steps), gradients spread over four decades and some

@@ -75,3 +75,35 @@ def test_celo_generalist_is_a_version_1_file_that_steps_as_shipped():
               0.4710253179073334, 0.6552330851554871, 0.8229184150695801, 0.9898793697357178]
     np.testing.assert_allclose(np.asarray(params["b"]), want_b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(np.asarray(params["w"]).ravel(), want_w, rtol=1e-6, atol=1e-7)
+
+
+def test_celo2_generalist_is_stage_1s_theta_shipped_with_the_horizon_rule_chosen_on_dev():
+    """The default: stage 1's exported θ (configs/celo2/stage1.safetensors, the same tensors), its
+    provenance the stage-1 recipe as it ran, shipped under Celo2's current defaults with the one
+    setting chosen on dev after meta-training recorded as adopted."""
+    import dataclasses
+
+    arch, theta, header = lopt.load_theta("celo2_generalist")
+    prov = header["provenance"]
+    assert arch == lopt.Celo2() and header["arch_version"] == lopt.Celo2.version
+    assert prov["recipe"] == "configs/celo2/stage1.py" and prov["model_card"] == "celo2_generalist.md"
+    card = (ROOT / "lopt" / "pretrained" / "celo2_generalist.md").read_text()
+    assert "`configs/celo2/stage1.py`" in card and 'lopt.load("celo2_generalist", num_steps=N)' in card
+    stage1 = importlib.import_module("configs.celo2.stage1").get_config()
+    trained = build.build(stage1).arch
+    assert prov["adopted"] == {"settings": {"horizon_exponent": 0.5}, "meta_trained_with": dataclasses.asdict(trained)}
+    assert dataclasses.replace(trained, horizon_exponent=0.5) == arch
+    stored = json.loads(json.dumps(build.without_added_off(prov["config"])))
+    assert stored == json.loads(json.dumps(build.without_added_off(stage1.to_dict())))
+    _, theta1, header1 = lopt.load_theta("configs/celo2/stage1.safetensors")
+    assert header1["sha256"] == header["sha256"] and prov["meta_training_steps"] == prov["compute"]["meta_steps"]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta1)))
+
+
+def test_celo2_generalist_loads_with_num_steps_alone_and_trains_an_unseen_task():
+    task = inner_tasks.get_task("mlp", dataset="digits", width=48, depth=2, parametrization="sp")
+    curve = inner_tasks.train(task, lopt.load("celo2_generalist", num_steps=200), 200, jax.random.key(0),
+                              eval_every=100)
+    assert np.isfinite(curve.train_loss).all()
+    assert curve.train_loss[-20:].mean() < 0.1 * curve.train_loss[:10].mean()
+    assert curve.valid_loss[-1] < 0.5 * curve.valid_loss[0]
