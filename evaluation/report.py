@@ -232,7 +232,7 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
         f"# `{name}`: {arch.name} learned optimizer", "",
         "```python", "import lopt", f'opt = lopt.load("{name}", num_steps=N){mup_note}',
         "```", "",
-        f"Architecture `{arch.name}` {json.dumps(header['arch_config'])}; "
+        f"Architecture `{arch.name}` {json.dumps(lopt.load_theta(shipped)[2]['arch_config'])}; "
         f"{sum(np.size(x) for x in jax.tree.leaves(theta))} meta-parameters; tensor sha256 `{header['sha256'][:16]}…`"
         + (f"; meta-trained with {json.dumps({k: prov['adopted']['meta_trained_with'][k] for k in adopt})}, "
            f"shipped with {json.dumps(adopt)}" if adopt else "") + ".", "",
