@@ -21,6 +21,9 @@ peak is the RMS of each learned tensor's step. `optimizer` composes it from opta
     skip_nonfinite(chain(scale_by_celo2, add_decayed_weights(wd, mask), scale_by_learning_rate(lr),
                          scale_by_mup(roles, fan_in)))
 
+With `relative_step` r > 0 each learned tensor's step is also multiplied by max(RMS(p), 1e-3)/r
+(Adafactor's parameter scaling; off by default, under study on `dev`).
+
 Gradients are clipped elementwise at ±1000; a tensor whose gradient has a non-finite entry gets a
 zero update (decay included) and keeps its accumulators. With `magnitude_correction`, each learned
 tensor's step is multiplied by exp(MAGNITUDE_BOUND · tanh(ψ · w)) (ψ: 1, t/num_steps, log fan-in;
@@ -70,11 +73,11 @@ WARMUP_FRACTION = 0.05  # of num_steps, linear from peak/(warmup+1)
 WARMUP_MAX_STEPS = 1000  # a long run needs no longer warmup: β2 = 0.95 settles in tens of steps
 END_FRACTION = 0.1  # the cosine ends at 10% of the peak (5% warmup, cosine to 10%: ELO's GPT-2 evaluation)
 WEIGHT_DECAY = 0.0
+"""The default decoupled weight decay (× lr(t)): 0, chosen on `dev` (0.1 changed nothing consistently)."""
 HORIZON_EXPONENT = 0.5  # chosen on dev (evaluation/RESULTS.md, "Celo2's defaults"): SGD's 1/√T
 HORIZON_REFERENCE = 1000  # the horizon at which the peak is PEAK_LEARNING_RATE
-RELATIVE_FLOOR = 1e-3  # the parameter RMS below which a relative step stops shrinking (Adafactor's eps2)
 HORIZON_CLIP = (0.1, 10.0)  # the range of the peak's horizon factor (HORIZON_REFERENCE / num_steps) ** e
-"""The default decoupled weight decay (× lr(t)); 0 until chosen on the `dev` suite."""
+RELATIVE_FLOOR = 1e-3  # the parameter RMS below which a relative step stops shrinking (Adafactor's eps2)
 ADAM_LR_MULT = 20.0  # the Adam branch's learning rate over the schedule's, as Celo2
 ADAM_BETAS = (0.9, 0.95)  # the Adam branch's, as Celo2
 MAGNITUDE_BOUND = math.log(2.0)  # the magnitude correction lies in [1/2, 2]
@@ -179,9 +182,9 @@ class Celo2:
         return jnp.exp(MAGNITUDE_BOUND * jnp.tanh(psi @ theta["magnitude"]))
 
     def adopt(self, theta: dict, other: Celo2) -> dict:
-        """`theta` of architecture `other` as a theta of this one: `newton_schulz` and
-        `horizon_exponent` may differ, and `magnitude_correction` may be turned on (its weights start
-        at zero, a factor of 1)."""
+        """`theta` of architecture `other` as a theta of this one: `newton_schulz`,
+        `horizon_exponent` and `relative_step` may differ, and `magnitude_correction` may be turned
+        on (its weights start at zero, a factor of 1)."""
         toggles = {"newton_schulz": self.newton_schulz, "magnitude_correction": self.magnitude_correction,
                    "horizon_exponent": self.horizon_exponent, "relative_step": self.relative_step}
         if not isinstance(other, Celo2) or dataclasses.replace(other, **toggles) != self \
