@@ -157,12 +157,9 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
               "grids": {b.name: b.grid() for b in chosen}}
     reused, stored_untuned = None, {}
     if baselines_from is not None:
-        stored = reuse.read(baselines_from)
-        stored_untuned = {k: e["untuned"] for k, e in stored["tasks"].items()
-                          if isinstance(e, dict) and isinstance(e.get("untuned"), dict)
-                          and e.get("fingerprint") == next((t.fingerprint() for t in todo if t.label == k), None)}
-        reused = reuse.pick(stored, header, {t.label: t.fingerprint() for t in todo},
-                            [b.name for b in chosen])
+        stored, prints = reuse.read(baselines_from), {t.label: t.fingerprint() for t in todo}
+        reused = reuse.pick(stored, header, prints, [b.name for b in chosen])
+        stored_untuned = reuse.untuned(stored, prints)
     if the_suite.ledger and ledger_path is not None:
         ledger.check(ledger_path)
     out = pathlib.Path(out_dir or f"runs/eval/{the_suite.name}{'_quick' if quick else ''}")

@@ -72,3 +72,14 @@ def pick(stored: Mapping[str, Any], header: Mapping[str, Any], fingerprints: Map
             raise BaselineReuseError(f"--baselines_from: task {label!r} has no stored runs of {lacking}")
         out[label] = {n: copy.deepcopy(entry["baselines"][n]) for n in names}
     return out
+
+
+def untuned(stored: Mapping[str, Any], fingerprints: Mapping[str, dict]) -> dict[str, dict]:
+    """{task label: its stored untuned-reference runs} for the tasks of `fingerprints` whose stored
+    entry has them and the same fingerprint (results written before the reference existed have none)."""
+    out = {}
+    for label, fingerprint in fingerprints.items():
+        entry = stored["tasks"].get(label)
+        if isinstance(entry, dict) and entry.get("fingerprint") == fingerprint and isinstance(entry.get("untuned"), dict):
+            out[label] = copy.deepcopy(entry["untuned"])
+    return out
