@@ -140,17 +140,18 @@ def run_learned(et: EvalTask, task: inner_tasks.Task, arch: Any, theta: Any, mul
     tuned: {"zero_tune", "tuned": {...}}."""
     make = runner.LearnedMaker(arch, tuple(sorted((options or {}).items())))
     ones = np.ones((len(eval_seeds), 1))
+    run = lambda _, hp, seeds: runner.run_rows(task, make, theta, hp, seeds, et.num_steps, et.eval_every, 1,
+                                               progress)
+    zero = run(None, ones, eval_seeds)
 
-    def run(_, hp, seeds):
-        if zero is not None and np.array_equal(hp, ones) and list(seeds) == eval_seeds:
+    def run_or_reuse(prog, hp, seeds):
+        if np.array_equal(hp, ones) and list(seeds) == eval_seeds:
             if progress is not None:
                 progress(len(seeds))
-            return zero  # multiplier 1 on the evaluation seeds is the zero-tune program's runs
-        return runner.run_rows(task, make, theta, hp, seeds, et.num_steps, et.eval_every, 1, progress)
+            return zero  # multiplier 1 on the evaluation seeds: the zero-tune runs, the same program
+        return run(prog, hp, seeds)
 
-    zero = None
-    zero = run(None, ones, eval_seeds)
-    tuned = _tuned(run, {"learned": (None, [(float(m),) for m in multipliers], ["multiplier"])}, eval_seeds)
+    tuned = _tuned(run_or_reuse, {"learned": (None, [(float(m),) for m in multipliers], ["multiplier"])}, eval_seeds)
     return {"zero_tune": summary(zero, {"multiplier": 1.0}, eval_seeds), "tuned": tuned["learned"]}
 
 
