@@ -9,9 +9,12 @@ slowly: over its first 2450 meta-steps the skip weights on g/√v and g grew to 
 (configs/celo2/stage1.py).
 
 Command:  python meta_train.py --config configs/celo2/stage2.py --workdir runs/celo2/stage2
-Cost on 2 CPU cores: the first session started it at 17:53 on 2026-12-07 from stage 1's export at
-meta-step 4594, beside evaluations on the same cores.
-Result: in progress.
+Cost on 2 CPU cores: 7460 meta-steps in 120.5 minutes (2026-12-07, from stage 1's export at
+meta-step 4594, beside evaluations and the test suite on the same cores); median 1,700 inner
+steps/s; no cache flush, at most 43.2k memory maps (issue 28's 2-hour run).
+Result: not shipped. Its held-out meta-loss rose from 0.582 to 0.592 (0.583-0.586 over its first
+5000 meta-steps, then 0.587-0.593): the 10× outer step moves θ away from what the held-out
+training loss rewards. Its workdir is not committed; do not continue it.
 """
 
 import ml_collections
