@@ -22,7 +22,10 @@ peak is the RMS of each learned tensor's step. `optimizer` composes it from opta
                          scale_by_mup(roles, fan_in)))
 
 With `relative_step` r > 0 each learned tensor's step is also multiplied by max(RMS(p), 1e-3)/r
-(Adafactor's parameter scaling; off by default, under study on `dev`).
+(Adafactor's parameter scaling, `scale_by_param_rms`, chained after the direction), with p the
+current parameters (`relative_to="current"`) or those `init` saw (`"init"`: a fixed per-tensor
+step, without the feedback of weights that grow taking larger steps). Off by default, under study
+on `dev`.
 
 Gradients are clipped elementwise at ±1000; a tensor whose gradient has a non-finite entry gets a
 zero update (decay included) and keeps its accumulators. With `magnitude_correction`, each learned
@@ -78,6 +81,7 @@ HORIZON_EXPONENT = 0.5  # chosen on dev (evaluation/RESULTS.md, "Celo2's default
 HORIZON_REFERENCE = 1000  # the horizon at which the peak is PEAK_LEARNING_RATE
 HORIZON_CLIP = (0.1, 10.0)  # the range of the peak's horizon factor (HORIZON_REFERENCE / num_steps) ** e
 RELATIVE_FLOOR = 1e-3  # the parameter RMS below which a relative step stops shrinking (Adafactor's eps2)
+RELATIVE_TO = ("current", "init")  # the parameters a relative step is relative to
 ADAM_LR_MULT = 20.0  # the Adam branch's learning rate over the schedule's, as Celo2
 ADAM_BETAS = (0.9, 0.95)  # the Adam branch's, as Celo2
 MAGNITUDE_BOUND = math.log(2.0)  # the magnitude correction lies in [1/2, 2]
@@ -128,6 +132,7 @@ class Celo2:
     magnitude_correction: bool = False
     horizon_exponent: float = HORIZON_EXPONENT  # the default peak: PEAK_LEARNING_RATE · (HORIZON_REFERENCE / T) ** e
     relative_step: float = 0.0  # r > 0: each learned tensor's step × max(RMS(p), RELATIVE_FLOOR) / r; 0: off
+    relative_to: str = "current"  # the p of relative_step: "current" parameters, or those at "init"
 
     @classmethod
     def older_file(cls, version: object, config: dict) -> dict | str:
@@ -153,6 +158,8 @@ class Celo2:
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (_is_real(self.relative_step) and 0.0 <= self.relative_step < math.inf):
             raise ValueError(f"relative_step must be a number >= 0 (0: off), got {self.relative_step!r}")
+        if self.relative_to not in RELATIVE_TO:
+            raise ValueError(f"relative_to must be one of {RELATIVE_TO}, got {self.relative_to!r}")
         if not (_is_real(self.horizon_exponent) and 0.0 <= self.horizon_exponent <= 1.0):
             raise ValueError(f"horizon_exponent must be a number in [0, 1], got {self.horizon_exponent!r}")
 
@@ -183,14 +190,16 @@ class Celo2:
 
     def adopt(self, theta: dict, other: Celo2) -> dict:
         """`theta` of architecture `other` as a theta of this one: `newton_schulz`,
-        `horizon_exponent` and `relative_step` may differ, and `magnitude_correction` may be turned
-        on (its weights start at zero, a factor of 1)."""
+        `horizon_exponent`, `relative_step` and `relative_to` may differ, and `magnitude_correction`
+        may be turned on (its weights start at zero, a factor of 1)."""
         toggles = {"newton_schulz": self.newton_schulz, "magnitude_correction": self.magnitude_correction,
-                   "horizon_exponent": self.horizon_exponent, "relative_step": self.relative_step}
+                   "horizon_exponent": self.horizon_exponent, "relative_step": self.relative_step,
+                   "relative_to": self.relative_to}
         if not isinstance(other, Celo2) or dataclasses.replace(other, **toggles) != self \
                 or (other.magnitude_correction and not self.magnitude_correction):
             raise ValueError(f"cannot adopt a theta of {other!r} as one of {self!r}: only changing newton_schulz, "
-                             "horizon_exponent or relative_step, and turning magnitude_correction on, are supported")
+                             "horizon_exponent, relative_step or relative_to, and turning magnitude_correction on, are "
+                             "supported")
         out = {"mlp": theta["mlp"], "skip": theta["skip"]}
         if self.magnitude_correction:
             out["magnitude"] = theta.get("magnitude", jnp.zeros((NUM_MAGNITUDE_FEATURES,), jnp.float32))
@@ -228,8 +237,11 @@ class Celo2:
         schedule = self.schedule(num_steps, learning_rate)
         weight_decay = _positive_number("weight_decay", weight_decay, "a number >= 0", allow_zero=True)
         to_adam = _mask_fn(adam_mask)
+        relative = ([scale_by_param_rms(self.relative_step, to_adam, at_init=self.relative_to == "init")]
+                    if self.relative_step > 0 else [])
         return skip_nonfinite(optax.chain(
             scale_by_celo2(self, theta, num_steps=num_steps, adam_mask=to_adam),
+            *relative,
             optax.add_decayed_weights(weight_decay, mask=lambda p: jax.tree.map(lambda a: not a, to_adam(p))),
             optax.scale_by_learning_rate(schedule),
             mup.scale_by_mup(roles, fan_in),
@@ -260,9 +272,6 @@ def scale_by_celo2(arch: Celo2, theta: dict, *, num_steps: int | None = None,
             if arch.newton_schulz and d.ndim >= 2:
                 d = newton_schulz(d)
             d = unit_rms(d)
-            if arch.relative_step > 0:
-                rms_p = jnp.sqrt(jnp.mean(jnp.square(p.astype(jnp.float32))))
-                d = d * (jnp.maximum(rms_p, RELATIVE_FLOOR) / arch.relative_step).astype(d.dtype)
             if arch.magnitude_correction:
                 d = d * arch.magnitude(theta, frac, p.shape).astype(d.dtype)
         return jnp.where(ok, d, 0.0).astype(g_in.dtype), acc
@@ -278,6 +287,52 @@ def scale_by_celo2(arch: Celo2, theta: dict, *, num_steps: int | None = None,
             leaves, _flatten_like(treedef, params, "params"), treedef.flatten_up_to(state.acc), masks)]
         new = treedef.unflatten([u for u, _ in out])
         return new, Celo2State(optax.safe_increment(state.count), treedef.unflatten([a for _, a in out]))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class ParamScaleState(NamedTuple):
+    scale: list  # per tensor (in tree order): max(RMS(p at init), RELATIVE_FLOOR) / r if learned, else None
+
+
+def scale_by_param_rms(relative_step: float, adam_mask: PyTree | Callable | None = None, *,
+                       at_init: bool = False) -> optax.GradientTransformationExtraArgs:
+    """Each learned tensor's update × max(RMS(p), RELATIVE_FLOOR) / relative_step (Adafactor's
+    parameter scaling); the Adam branch's (`adam_mask`) pass unchanged. p is the current
+    parameters, or with `at_init` those `init` saw (a fixed factor per tensor, kept in the state).
+
+    >>> import jax.numpy as jnp
+    >>> t = scale_by_param_rms(0.1, at_init=True)
+    >>> params = {"b": jnp.zeros(2), "w": jnp.full((2, 2), 0.5)}
+    >>> u, _ = t.update({"b": jnp.ones(2), "w": jnp.ones((2, 2))}, t.init(params), params)
+    >>> u["b"][0].item(), u["w"][0, 0].item()
+    (1.0, 5.0)
+    """
+    relative_step = _positive_number("relative_step", relative_step, "a positive number")
+    to_adam = _mask_fn(adam_mask)
+
+    def factors(treedef, tree: PyTree, params: list) -> list:
+        """Per tensor of `treedef`: the factor of a learned one's p, None for the Adam branch's."""
+        flags = _routing(treedef, to_adam(tree))
+        return [None if adam else jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(p.astype(jnp.float32)))),
+                                              RELATIVE_FLOOR) / relative_step for p, adam in zip(params, flags)]
+
+    def init_fn(params):
+        if not at_init:
+            return optax.EmptyState()
+        leaves, treedef = jax.tree.flatten(params)
+        return ParamScaleState(factors(treedef, params, leaves) if leaves else [])
+
+    def update_fn(updates, state, params=None, **extra):
+        del extra
+        leaves, treedef = jax.tree.flatten(updates)
+        if at_init:
+            scales = state.scale
+        else:
+            common.require_params(params, "scale_by_param_rms")
+            scales = factors(treedef, updates, _flatten_like(treedef, params, "params"))
+        new = [u if s is None else u * s.astype(u.dtype) for u, s in zip(leaves, scales)]
+        return treedef.unflatten(new), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

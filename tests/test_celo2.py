@@ -33,7 +33,7 @@ class NumpyCelo2:
         self.skip = np.asarray(theta["skip"], np.float64)
         self.mag = np.asarray(theta["magnitude"], np.float64) if arch.magnitude_correction else None
         self.arch, self.num_steps, self.lr_mult, self.wd, self.adam = arch, num_steps, lr_mult, weight_decay, adam
-        self.t, self.acc = 0, {}
+        self.t, self.acc, self.p0 = 0, {}, {}  # p0: the parameters of the first update (those of init)
 
     def lr(self, t):
         n = self.num_steps
@@ -68,7 +68,8 @@ class NumpyCelo2:
             d = np.where(v > 0, d, 0.0)
             d = d / np.sqrt(np.mean(d**2) + 1e-12)
             if self.arch.relative_step > 0:
-                d = d * max(np.sqrt(np.mean(p**2)), 1e-3) / self.arch.relative_step
+                p_rel = self.p0.setdefault(name, p) if self.arch.relative_to == "init" else p
+                d = d * max(np.sqrt(np.mean(p_rel**2)), 1e-3) / self.arch.relative_step
             if self.mag is not None:
                 fan_in = math.prod(g.shape[:-1])
                 psi = np.array([1.0, min(self.t / self.num_steps, 1.0), math.log(fan_in) / math.log(1024)])
@@ -87,6 +88,7 @@ def _params(rng, shapes=SHAPES):
     (lopt.Celo2(magnitude_correction=True, hidden_layers=2, hidden_size=4),
      {"learning_rate": 3.0, "weight_decay": 0.1}),
     (lopt.Celo2(relative_step=0.1, horizon_exponent=0.0), {"weight_decay": 0.01}),
+    (lopt.Celo2(relative_step=0.3, relative_to="init"), {"learning_rate": 30.0}),
 ])
 def test_update_matches_numpy_reference(arch, options):
     """5 steps of a 40-step schedule (warmup 2 steps), gradients spread over four decades and some
@@ -266,7 +268,8 @@ def test_bad_options_are_refused_at_optimizer_time(tmp_path):
         lopt.load(path, num_steps=10, learning_rate="fast")
     for config, match in [({"hidden_size": 0}, "hidden_size"), ({"hidden_layers": 0}, "hidden_layers"),
                           ({"rms_decay": 1.0}, "rms_decay"), ({"adam_lr_mult": 0.0}, "adam_lr_mult"),
-                          ({"newton_schulz": "yes"}, "newton_schulz")]:
+                          ({"newton_schulz": "yes"}, "newton_schulz"), ({"relative_step": -0.1}, "relative_step"),
+                          ({"relative_to": "start"}, "relative_to")]:
         with pytest.raises(ValueError, match=match):
             lopt.Celo2(**config)
     opt = arch.optimizer(theta, num_steps=10, adam_mask={"w": True})
@@ -356,11 +359,41 @@ def test_save_load_round_trip_keeps_the_options(tmp_path):
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
+def test_a_step_relative_to_the_initial_parameters_keeps_its_factor():
+    """relative_to="init": each learned tensor's factor max(RMS(p0), 1e-3)/r is fixed at init, so
+    rescaling the current parameters leaves the step unchanged, where relative_to="current" scales
+    it; a zero-initialized tensor steps at the floor; the Adam branch is not scaled."""
+    theta = _random_theta(lopt.Celo2(), 2)
+    rng = np.random.default_rng(2)
+    params, grads = _params(rng), _params(rng)
+    params["k"] = jnp.zeros_like(params["k"])
+    steps = {}
+    for relative_to in ("current", "init"):
+        opt = lopt.Celo2(relative_step=0.1, relative_to=relative_to).optimizer(theta, num_steps=40)
+        state = opt.init(params)
+        grown = jax.tree.map(lambda p: 4.0 * p, params)
+        steps[relative_to] = [jax.jit(opt.update)(grads, state, p)[0] for p in (params, grown)]
+    plain = lopt.Celo2().optimizer(theta, num_steps=40)
+    base, _ = plain.update(grads, plain.init(params), params)
+    for k in SHAPES:
+        if k in ADAM:
+            for relative_to in ("current", "init"):
+                np.testing.assert_allclose(steps[relative_to][1][k], base[k], rtol=1e-6, err_msg=k)
+            continue
+        factor = max(float(np.sqrt(np.mean(np.square(params[k])))), 1e-3) / 0.1
+        np.testing.assert_allclose(steps["init"][0][k], factor * base[k], rtol=1e-5, err_msg=k)
+        np.testing.assert_allclose(steps["init"][1][k], steps["init"][0][k], rtol=1e-6, err_msg=k)
+        grown = 4.0 if factor > 1e-3 / 0.1 else 1.0  # a zero tensor stays at the floor when scaled
+        np.testing.assert_allclose(steps["current"][1][k], grown * steps["current"][0][k], rtol=1e-5, err_msg=k)
+
+
 def test_adopt_turns_the_options_on():
     base = lopt.Celo2()
     theta = base.init(jax.random.key(0))
     adopted = lopt.Celo2(magnitude_correction=True, newton_schulz=True).adopt(theta, base)
     np.testing.assert_array_equal(adopted["magnitude"], np.zeros(3))
+    relative = lopt.Celo2(relative_step=0.1, relative_to="init").adopt(theta, base)
+    assert jax.tree.all(jax.tree.map(np.array_equal, relative, theta))
     with pytest.raises(ValueError, match="only changing newton_schulz"):
         lopt.Celo2(hidden_size=8).adopt(theta, base)
     with pytest.raises(ValueError, match="only changing newton_schulz"):
