@@ -344,13 +344,16 @@ def _numbers(flag: str, text: str) -> list[float]:
         raise EvaluateError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
-def parse_options(text: str, flag: str = "--lopt_options") -> dict[str, float | int | bool]:
-    """"a=1,b=0.5,c=true" as {"a": 1, "b": 0.5, "c": True}; a malformed pair is an EvaluateError.
+def parse_options(text: str, flag: str = "--lopt_options", names: bool = False) -> dict[str, float | int | bool | str]:
+    """"a=1,b=0.5,c=true" as {"a": 1, "b": 0.5, "c": True}; with `names`, a value that is an
+    identifier is kept as a string. A malformed pair is an EvaluateError.
 
     >>> parse_options("weight_decay=0.1,newton=false")
     {'weight_decay': 0.1, 'newton': False}
+    >>> parse_options("relative_step=0.1,relative_to=init", "--adopt", names=True)
+    {'relative_step': 0.1, 'relative_to': 'init'}
     """
-    out: dict[str, float | int | bool] = {}
+    out: dict[str, float | int | bool | str] = {}
     for pair in (p for p in text.split(",") if p):
         name, sep, value = pair.partition("=")
         if not sep or not name.strip().isidentifier():
@@ -359,10 +362,14 @@ def parse_options(text: str, flag: str = "--lopt_options") -> dict[str, float | 
         if v in ("true", "false"):
             out[name.strip()] = v == "true"
             continue
+        if names and value.strip().isidentifier():
+            out[name.strip()] = value.strip()
+            continue
         try:
             out[name.strip()] = int(v) if v.lstrip("+-").isdigit() else float(v)
         except ValueError:
-            raise EvaluateError(f"{flag}: {name.strip()}={value!r} is not a number or true/false") from None
+            raise EvaluateError(f"{flag}: {name.strip()}={value!r} is not a number or true/false"
+                                + (" or a name" if names else "")) from None
     return out
 
 

@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "card":
             from evaluation.evaluate import parse_options
             print(card(args.name, args.workdir, args.recipe, args.results, args.notes, machine=args.machine,
-                       adopt=parse_options(args.adopt, "--adopt")))
+                       adopt=parse_options(args.adopt, "--adopt", names=True)))
         elif args.cmd == "results":
             print(replace_results(args.name, args.results, notes=args.notes))
         else:

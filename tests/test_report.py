@@ -131,3 +131,9 @@ def test_card_adopts_a_setting_chosen_after_meta_training(workdir, tmp_path, cap
     assert report.main(["card", "--name", "c3", "--workdir", str(wd), "--recipe", "configs/celo2/stage1.py",
                         "--adopt", "hidden_size=8"]) == 2
     assert "--adopt {'hidden_size': 8}" in capsys.readouterr().err and not (report.PRETRAINED / "c3.md").exists()
+    from evaluation.evaluate import parse_options
+    adopt = parse_options("relative_step=0.1,relative_to=init", "--adopt", names=True)  # as `main` parses it
+    report.card("c4", str(wd), "configs/celo2/stage1.py", [], None, out_dir=out, adopt=adopt)
+    arch4, _, header4 = lopt.load_theta(out / "c4.safetensors")
+    assert arch4 == lopt.Celo2(horizon_exponent=0.0, relative_step=0.1, relative_to="init")
+    assert header4["provenance"]["adopted"]["settings"] == {"relative_step": 0.1, "relative_to": "init"}
