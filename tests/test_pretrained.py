@@ -77,23 +77,25 @@ def test_celo_generalist_is_a_version_1_file_that_steps_as_shipped():
     np.testing.assert_allclose(np.asarray(params["w"]).ravel(), want_w, rtol=1e-6, atol=1e-7)
 
 
-def test_celo2_generalist_is_stage_1s_theta_shipped_with_the_horizon_rule_chosen_on_dev():
+def test_celo2_generalist_is_stage_1s_theta_shipped_with_the_settings_chosen_on_dev():
     """The default: stage 1's exported θ (configs/celo2/stage1.safetensors, the same tensors), its
-    provenance the stage-1 recipe as it ran, shipped under Celo2's current defaults with the one
-    setting chosen on dev after meta-training recorded as adopted."""
+    provenance the stage-1 recipe as it ran, shipped with the settings chosen on dev after
+    meta-training (the horizon rule, now Celo2's default, and the step relative to each tensor's
+    initial RMS) recorded as adopted."""
     import dataclasses
 
     arch, theta, header = lopt.load_theta("celo2_generalist")
     prov = header["provenance"]
-    assert arch == lopt.Celo2() and header["arch_version"] == lopt.Celo2.version
+    assert arch == lopt.Celo2(relative_step=0.1, relative_to="init") and header["arch_version"] == lopt.Celo2.version
     assert prov["recipe"] == "configs/celo2/stage1.py" and prov["model_card"] == "celo2_generalist.md"
     card = (ROOT / "lopt" / "pretrained" / "celo2_generalist.md").read_text()
     assert "`configs/celo2/stage1.py`" in card and 'lopt.load("celo2_generalist", num_steps=N)' in card
     stage1 = importlib.import_module("configs.celo2.stage1").get_config()
     trained = build.build(stage1).arch
-    assert prov["adopted"]["settings"] == {"horizon_exponent": 0.5}
+    adopted = {"horizon_exponent": 0.5, "relative_step": 0.1, "relative_to": "init"}
+    assert prov["adopted"]["settings"] == adopted
     assert lopt.Celo2(**prov["adopted"]["meta_trained_with"]) == trained  # (fields added since take their defaults)
-    assert dataclasses.replace(trained, horizon_exponent=0.5) == arch
+    assert dataclasses.replace(trained, **adopted) == arch
     stored = json.loads(json.dumps(build.without_added_off(prov["config"])))
     assert stored == json.loads(json.dumps(build.without_added_off(stage1.to_dict())))
     _, theta1, header1 = lopt.load_theta("configs/celo2/stage1.safetensors")
