@@ -293,14 +293,15 @@ def scale_by_celo2(arch: Celo2, theta: dict, *, num_steps: int | None = None,
 
 
 class ParamScaleState(NamedTuple):
-    scale: list  # per tensor (in tree order): max(RMS(p at init), RELATIVE_FLOOR) / r if learned, else None
+    scale: jax.Array  # (tensors,) in tree order: max(RMS(p at init), RELATIVE_FLOOR) / r (1 for the Adam branch)
 
 
 def scale_by_param_rms(relative_step: float, adam_mask: PyTree | Callable | None = None, *,
                        at_init: bool = False) -> optax.GradientTransformationExtraArgs:
     """Each learned tensor's update × max(RMS(p), RELATIVE_FLOOR) / relative_step (Adafactor's
     parameter scaling); the Adam branch's (`adam_mask`) pass unchanged. p is the current
-    parameters, or with `at_init` those `init` saw (a fixed factor per tensor, kept in the state).
+    parameters, or with `at_init` those `init` saw (a fixed factor per tensor, kept in the state
+    as one vector, so that the state's structure does not depend on the parameters').
 
     >>> import jax.numpy as jnp
     >>> t = scale_by_param_rms(0.1, at_init=True)
@@ -312,26 +313,29 @@ def scale_by_param_rms(relative_step: float, adam_mask: PyTree | Callable | None
     relative_step = _positive_number("relative_step", relative_step, "a positive number")
     to_adam = _mask_fn(adam_mask)
 
-    def factors(treedef, tree: PyTree, params: list) -> list:
-        """Per tensor of `treedef`: the factor of a learned one's p, None for the Adam branch's."""
-        flags = _routing(treedef, to_adam(tree))
-        return [None if adam else jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(p.astype(jnp.float32)))),
-                                              RELATIVE_FLOOR) / relative_step for p, adam in zip(params, flags)]
+    def factors(params: list, adam: list[bool]) -> list:
+        """Per tensor: the factor of a learned one's p, None for the Adam branch's."""
+        return [None if a else jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(p.astype(jnp.float32)))), RELATIVE_FLOOR)
+                / relative_step for p, a in zip(params, adam)]
 
     def init_fn(params):
         if not at_init:
             return optax.EmptyState()
         leaves, treedef = jax.tree.flatten(params)
-        return ParamScaleState(factors(treedef, params, leaves) if leaves else [])
+        if not leaves:  # (optax.tree.map_params initializes with a leafless placeholder)
+            return ParamScaleState(jnp.ones((0,), jnp.float32))
+        adam = _routing(treedef, to_adam(params))
+        return ParamScaleState(jnp.stack([jnp.float32(1.0) if f is None else f for f in factors(leaves, adam)]))
 
     def update_fn(updates, state, params=None, **extra):
         del extra
         leaves, treedef = jax.tree.flatten(updates)
+        adam = _routing(treedef, to_adam(updates))
         if at_init:
-            scales = state.scale
+            scales = [None if a else state.scale[i] for i, a in enumerate(adam)]
         else:
             common.require_params(params, "scale_by_param_rms")
-            scales = factors(treedef, updates, _flatten_like(treedef, params, "params"))
+            scales = factors(_flatten_like(treedef, params, "params"), adam)
         new = [u if s is None else u * s.astype(u.dtype) for u, s in zip(leaves, scales)]
         return treedef.unflatten(new), state
 
