@@ -18,11 +18,11 @@ to [0.1, 10]): a unit-RMS direction keeps its size when gradients turn to noise,
 the smaller step (chosen on `dev`, evaluation/RESULTS.md "Celo2's defaults"). The schedule's
 peak is the RMS of each learned tensor's step. `optimizer` composes it from optax parts:
 
-    skip_nonfinite(chain(scale_by_celo2, add_decayed_weights(wd, mask), scale_by_learning_rate(lr),
-                         scale_by_mup(roles, fan_in)))
+    skip_nonfinite(chain(scale_by_celo2, [scale_by_param_rms(r),] add_decayed_weights(wd, mask),
+                         scale_by_learning_rate(lr), scale_by_mup(roles, fan_in)))
 
 With `relative_step` r > 0 each learned tensor's step is also multiplied by max(RMS(p), 1e-3)/r
-(Adafactor's parameter scaling, `scale_by_param_rms`, chained after the direction), with p the
+(Adafactor's parameter scaling, `scale_by_param_rms`, in the chain only when r > 0), with p the
 current parameters (`relative_to="current"`) or those `init` saw (`"init"`: a fixed per-tensor
 step, without the feedback of weights that grow taking larger steps). Off by default;
 `celo2_generalist` ships r = 0.1 relative to init, chosen on `dev` and on fresh draws of the
