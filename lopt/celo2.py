@@ -25,8 +25,9 @@ With `relative_step` r > 0 each learned tensor's step is also multiplied by max(
 (Adafactor's parameter scaling, `scale_by_param_rms`, in the chain only when r > 0), with p the
 current parameters (`relative_to="current"`) or those `init` saw (`"init"`: a fixed per-tensor
 step, without the feedback of weights that grow taking larger steps). Off by default;
-`celo2_generalist` ships r = 0.1 relative to init, chosen on `dev` and on fresh draws of the
-meta-training family (evaluation/RESULTS.md, "Celo2's defaults").
+`celo2_generalist` ships r = 0.1 relative to init and `newton_schulz`, `celo2_base` the same
+without `newton_schulz`, all chosen on `dev` and on fresh draws of the meta-training family
+(evaluation/RESULTS.md, "Celo2's defaults").
 
 Gradients are clipped elementwise at ±1000; a tensor whose gradient has a non-finite entry gets a
 zero update (decay included) and keeps its accumulators. With `magnitude_correction`, each learned

@@ -77,22 +77,27 @@ def test_celo_generalist_is_a_version_1_file_that_steps_as_shipped():
     np.testing.assert_allclose(np.asarray(params["w"]).ravel(), want_w, rtol=1e-6, atol=1e-7)
 
 
-def test_celo2_generalist_is_stage_1s_theta_shipped_with_the_settings_chosen_on_dev():
-    """The default: stage 1's exported θ (configs/celo2/stage1.safetensors, the same tensors), its
-    provenance the stage-1 recipe as it ran, shipped with the settings chosen on dev after
-    meta-training (the horizon rule, now Celo2's default, and the step relative to each tensor's
-    initial RMS) recorded as adopted."""
+ADOPTED_ON_DEV = {"horizon_exponent": 0.5, "relative_step": 0.1, "relative_to": "init"}
+
+
+@pytest.mark.parametrize("name, newton_schulz", [("celo2_generalist", True), ("celo2_base", False)])
+def test_celo2_files_are_stage_1s_theta_shipped_with_the_settings_chosen_on_dev(name, newton_schulz):
+    """The default and its cheap variant: stage 1's exported θ (configs/celo2/stage1.safetensors,
+    the same tensors), their provenance the stage-1 recipe as it ran, shipped with the settings
+    chosen on dev after meta-training (the horizon rule, the step relative to each tensor's initial
+    RMS and, in the default, Newton–Schulz) recorded as adopted."""
     import dataclasses
 
-    arch, theta, header = lopt.load_theta("celo2_generalist")
+    arch, theta, header = lopt.load_theta(name)
     prov = header["provenance"]
-    assert arch == lopt.Celo2(relative_step=0.1, relative_to="init") and header["arch_version"] == lopt.Celo2.version
-    assert prov["recipe"] == "configs/celo2/stage1.py" and prov["model_card"] == "celo2_generalist.md"
-    card = (ROOT / "lopt" / "pretrained" / "celo2_generalist.md").read_text()
-    assert "`configs/celo2/stage1.py`" in card and 'lopt.load("celo2_generalist", num_steps=N)' in card
+    assert arch == lopt.Celo2(relative_step=0.1, relative_to="init", newton_schulz=newton_schulz)
+    assert header["arch_version"] == lopt.Celo2.version
+    assert prov["recipe"] == "configs/celo2/stage1.py" and prov["model_card"] == f"{name}.md"
+    card = (ROOT / "lopt" / "pretrained" / f"{name}.md").read_text()
+    assert "`configs/celo2/stage1.py`" in card and f'lopt.load("{name}", num_steps=N)' in card
     stage1 = importlib.import_module("configs.celo2.stage1").get_config()
     trained = build.build(stage1).arch
-    adopted = {"horizon_exponent": 0.5, "relative_step": 0.1, "relative_to": "init"}
+    adopted = dict(ADOPTED_ON_DEV, **({"newton_schulz": True} if newton_schulz else {}))
     assert prov["adopted"]["settings"] == adopted
     assert lopt.Celo2(**prov["adopted"]["meta_trained_with"]) == trained  # (fields added since take their defaults)
     assert dataclasses.replace(trained, **adopted) == arch
@@ -103,9 +108,10 @@ def test_celo2_generalist_is_stage_1s_theta_shipped_with_the_settings_chosen_on_
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(theta1)))
 
 
-def test_celo2_generalist_loads_with_num_steps_alone_and_trains_an_unseen_task():
+@pytest.mark.parametrize("name", ["celo2_generalist", "celo2_base"])
+def test_celo2_files_load_with_num_steps_alone_and_train_an_unseen_task(name):
     task = inner_tasks.get_task("mlp", dataset="digits", width=48, depth=2, parametrization="sp")
-    curve = inner_tasks.train(task, lopt.load("celo2_generalist", num_steps=200), 200, jax.random.key(0),
+    curve = inner_tasks.train(task, lopt.load(name, num_steps=200), 200, jax.random.key(0),
                               eval_every=100)
     assert np.isfinite(curve.train_loss).all()
     assert curve.train_loss[-20:].mean() < 0.1 * curve.train_loss[:10].mean()

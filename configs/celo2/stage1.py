@@ -12,19 +12,25 @@ buckets (`groups.buckets`) keep compilation to 20 programs.
 Command:  python meta_train.py --config configs/celo2/stage1.py --workdir runs/celo2/stage1
           python meta_train.py --config configs/celo2/stage1.py --workdir runs/celo2/stage1 --export
           python -m evaluation.report card --name celo2_generalist --workdir runs/celo2/stage1 \
-              --recipe configs/celo2/stage1.py --adopt horizon_exponent=0.5 \
-              --results runs/eval/dev_celo2_generalist --results runs/eval/test_celo2 \
-              --notes evaluation/cards/celo2_generalist.md
+              --recipe configs/celo2/stage1.py \
+              --adopt horizon_exponent=0.5,relative_step=0.1,relative_to=init,newton_schulz=True \
+              --results runs/eval/test_celo2_ns --notes evaluation/cards/celo2_generalist.md
+          python -m evaluation.report card --name celo2_base --workdir runs/celo2/stage1 \
+              --recipe configs/celo2/stage1.py \
+              --adopt horizon_exponent=0.5,relative_step=0.1,relative_to=init \
+              --results runs/eval/dev_celo2_relative --results runs/eval/test_celo2_relinit \
+              --notes evaluation/cards/celo2_base.md
 Inner steps/s: 1,000-17,000 once its buckets are compiled (`perf/inner_steps_per_s`), 769 s of
 compilation in its first 48 minutes.
 Cost on 2 CPU cores: 4594 meta-steps in 1.5 hours of wall-clock over two sessions (2026-12-07),
 beside throughput runs, evaluations and tests; at most 31k memory maps, no cache flush. Its peak is
 1e-3 at every horizon (`horizon_exponent` 0, the only rule when it ran).
-Result: shipped as `celo2_generalist` (its θ, sha256 57ef3029629c…, with the 1/√T peak chosen on
-dev afterwards: `--adopt`). stage1.safetensors beside this recipe is the same export. Its
+Result: shipped as `celo2_generalist` and `celo2_base` (its θ, sha256 57ef3029629c…, with the
+1/√T peak, the step relative to each tensor's initial RMS and, in `celo2_generalist`, Newton–Schulz,
+chosen on dev afterwards: `--adopt`). stage1.safetensors beside this recipe is the same export. Its
 held-out meta-loss (training loss over 1000 steps, over the first loss) stayed at 0.582-0.583;
 on dev, against the untrained celo2 under the same defaults, training loss fell on 5 of 9 tasks
-(evaluation/RESULTS.md, "Celo2's defaults"). Card: lopt/pretrained/celo2_generalist.md.
+(evaluation/RESULTS.md, "Celo2's defaults"). Cards: lopt/pretrained/celo2_{generalist,base}.md.
 """
 
 import ml_collections
