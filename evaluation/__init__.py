@@ -14,7 +14,7 @@ optimizer with `optimizer_for`, so a task states its parametrization in one plac
 | `evaluation.reuse`, `evaluation.ledger` | tuned baselines reused by task fingerprint; the `test` suite's ledger |
 | `evaluation.user_tasks`, `evaluation.user_data` | flax default-init models as users write them (MLP, residual LayerNorm MLP, convnets, GRU, autoencoder, transformer LM) on offline data meta-training never reads |
 | `evaluation.learned` | `optimizer_for`: a learned optimizer (architecture, θ) for a task |
-| `evaluation.speedup` | VeLO's speed-up metric |
+| `evaluation.speedup` | VeLO's speed-up metric and its converse at the baseline's final loss |
 | `evaluation.heldout` | `Evaluator`: held-out tasks during meta-training, logged to TensorBoard |
 | `evaluation.in_family` | `python -m evaluation.in_family`: variants of a learned optimizer on fresh draws of a meta-training recipe's own family |
 | `evaluation.report` | `python -m evaluation.report`: model cards and figures for shipped optimizers |

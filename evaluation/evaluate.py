@@ -10,8 +10,9 @@ with momentum, Lion) tuned per task and per metric on seed 0, then run on seeds 
 optimizer zero-tune (`num_steps` only) and with its learning-rate multiplier tuned on a grid as
 large as Adam's. Metrics per task and seed: the final training loss on a fixed, large sample of
 the training split, the final validation loss, their learning curves, VeLO's speed-up on
-training loss against the best baseline, and whether a run diverged or ended above its initial
-loss. Wins are counted separately for training and validation loss.
+training loss against the best baseline and its converse at the baseline's final loss, and
+whether a run diverged or ended above its initial loss. Wins are counted separately for training
+and validation loss.
 
 Outputs in `--out` (default runs/eval/<suite>[_quick]): results.json, results.md, and with plots
 one PNG of learning curves per task and summary.png (win rates and speed-ups). A run of the
@@ -104,7 +105,7 @@ def _check_data(tasks: Sequence[EvalTask]) -> None:
             raise EvaluateError(f"task {t.label!r}: {e}") from None
 
 
-def _write_atomic(path: pathlib.Path, text: str) -> None:
+def write_atomic(path: pathlib.Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -191,7 +192,7 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
             continue
         results["tasks"][et.label] = _task(et, chosen, learned, multipliers, eval_seeds, reused, bar.update,
                                            stored_untuned.get(et.label))
-        _write_atomic(out / "results.json", json.dumps(dict(results, partial=True), indent=1, allow_nan=False))
+        write_atomic(out / "results.json", json.dumps(dict(results, partial=True), indent=1, allow_nan=False))
     bar.close()
     results["tasks"] = {t.label: results["tasks"][t.label] for t in everything if t.label in results["tasks"]}
     if len(results["tasks"]) < len(everything):  # a part whose other parts have not run here
@@ -199,8 +200,8 @@ def evaluate(suite: str | suites.Suite, lopts: Sequence[str], *, seeds: int = 3,
     results["summary"] = protocol.summarize(results)
     results["wall_s"] = round(time.time() - t0, 1)
     from evaluation import plots as plotting, tables  # matplotlib only where outputs are written
-    _write_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))
-    _write_atomic(out / "results.md", tables.markdown(results))
+    write_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))
+    write_atomic(out / "results.md", tables.markdown(results))
     if plots:
         plotting.task_figures(results, out)
         plotting.summary_figure(results, out / "summary.png")

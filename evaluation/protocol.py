@@ -13,8 +13,11 @@ protocols, and the verdicts.
   on the evaluation seeds: what a user gets without tuning.
 
 Per metric, a protocol wins a task when its mean is below the best baseline's; `within_5pct` when
-it is at most 5% above; `beats_untuned` when its mean is below the untuned reference's. The speed-up is VeLO's on training loss against the best baseline for
-training loss (`evaluation.speedup`). A run *diverged* if any loss is non-finite; it *ended above
+it is at most 5% above; `beats_untuned` when its mean is below the untuned reference's. The
+speed-ups are on training loss against the best baseline for training loss (`evaluation.speedup`):
+VeLO's (the steps the baseline needs to reach the learned optimizer's final loss, over the
+horizon; unbounded where it never gets there) and its converse at the baseline's final loss (the
+horizon over the steps the learned optimizer needs to reach it; 0 where it never does). A run *diverged* if any loss is non-finite; it *ended above
 initial* if its final training-sample or validation loss is above its step-0 value.
 
 >>> choose([0.5, float("nan"), 0.2, 0.2])
@@ -24,14 +27,14 @@ initial* if its final training-sample or validation loss is above its step-0 val
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 import inner_tasks
 from evaluation import runner
 from evaluation.baselines import UNTUNED, Baseline
-from evaluation.speedup import speedup, speedup_number
+from evaluation.speedup import speedup, speedup_at_reference, speedup_at_reference_number, speedup_number
 from evaluation.tasks import EvalTask
 
 TUNE_SEED = 0
@@ -169,7 +172,8 @@ def verdicts(et: EvalTask, baselines: dict[str, dict], learned: dict[str, Any],
              untuned: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per protocol and metric: the learned mean against the best baseline's (win, within 5%,
     ratio) and, given `untuned` (`run_untuned`), against the untuned reference's (beats_untuned);
-    the speed-up on training loss; divergence flags of the zero-tune runs."""
+    the speed-ups on training loss (VeLO's, and at the best baseline's final loss); divergence
+    flags of the zero-tune runs."""
     best = best_baselines(baselines)
     out: dict[str, Any] = {}
     for protocol, runs in (("zero_tune", {m: learned["zero_tune"] for m in METRICS}),
@@ -187,15 +191,35 @@ def verdicts(et: EvalTask, baselines: dict[str, dict], learned: dict[str, Any],
         target = runs["train"]["train_mean"]
         v["speedup"] = (speedup(baselines[best["train"]]["train"]["train_curve"]["mean"], et.steps, target,
                                 et.num_steps) if best["train"] else None)
+        v["speedup_at_baseline"] = (speedup_at_reference(runs["train"]["train_curve"]["mean"], et.steps,
+                                                         baselines[best["train"]]["train"]["train_mean"],
+                                                         et.num_steps) if best["train"] else None)
         v["never_diverged"] = runs["train"]["nonfinite"] == 0 and runs["valid"]["nonfinite"] == 0
         v["never_above_initial"] = runs["train"]["above_initial"] == 0 and runs["valid"]["above_initial"] == 0
         out[protocol] = v
     return out
 
 
+def rescore(results: dict) -> dict:
+    """`results` with every verdict and the summary recomputed from its stored runs under this
+    protocol (no run is repeated): for results written before a verdict was added."""
+    for entry in results["tasks"].values():
+        et = _Stored(entry["steps"], entry["num_steps"])
+        for runs in entry["learned"].values():
+            runs["verdicts"] = (verdicts(et, entry["baselines"], runs, entry.get("untuned")) if entry["baselines"]
+                                else None)
+    results["summary"] = summarize(results)
+    return results
+
+
+class _Stored(NamedTuple):
+    steps: list[int]
+    num_steps: int
+
+
 def summarize(results: dict) -> dict[str, Any]:
     """Per learned optimizer and protocol: wins per metric (and within 5% on validation), the
-    median speed-up, diverged runs and runs that ended above their initial loss."""
+    median speed-ups, diverged runs and runs that ended above their initial loss."""
     tasks = list(results["tasks"].values())
     out: dict[str, Any] = {}
     for o in results["lopts"]:
@@ -218,6 +242,10 @@ def summarize(results: dict) -> dict[str, Any]:
             s["speedup_median"] = median if median is None or np.isfinite(median) else None
             s["speedup_median_never_reached"] = median == float("inf")
             s["speedup_tasks"] = len(ups)
+            at = [speedup_at_reference_number(v["speedup_at_baseline"]) for v in verdicts
+                  if v.get("speedup_at_baseline") and v["speedup_at_baseline"]["status"] != "reference_diverged"]
+            at_median = float(np.median(at)) if at else None
+            s["speedup_at_baseline_median"] = at_median if at_median is None or np.isfinite(at_median) else None
             s["nonfinite_runs"] = sum(r["nonfinite"] for r in runs)
             s["above_initial_runs"] = sum(r["above_initial"] for r in runs)
             s["runs"] = sum(len(r["seeds"]) for r in runs)

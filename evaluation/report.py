@@ -5,6 +5,7 @@
         --results runs/eval/heldout_mup --results runs/eval/width_mup --notes notes.md
     python -m evaluation.report results --name celo_generalist --results runs/eval/dev --results runs/eval/test
     python -m evaluation.report width --results runs/eval/width_mup --results runs/eval/width_sp --out w.png
+    python -m evaluation.report rescore --results runs/eval/test_celo2_ns
 
 `card` copies WORKDIR/lopt.safetensors to lopt/pretrained/NAME.safetensors (same θ, with the
 recipe and compute spent added to its provenance), draws NAME_curve.png from the run's
@@ -254,6 +255,22 @@ def card(name: str, workdir: str, recipe: str, results_dirs: Sequence[str], note
     return shipped
 
 
+def rescore_dirs(results_dirs: Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
+    """Recomputes the verdicts and summary of each directory's results.json under the current
+    `evaluation.protocol` from its stored runs (`protocol.rescore`; nothing is re-run) and rewrites
+    results.json and results.md atomically."""
+    from evaluation.evaluate import write_atomic
+
+    out = []
+    for d, res in zip(results_dirs, _results(results_dirs)):
+        res = protocol.rescore(res)
+        d = pathlib.Path(d)
+        write_atomic(d / "results.json", json.dumps(res, indent=1, allow_nan=False))
+        write_atomic(d / "results.md", tables.markdown(res))
+        out.append(d / "results.json")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -270,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--name", required=True)
     r.add_argument("--results", action="append", required=True)
     r.add_argument("--notes", default=None, help="hand-written sections to put in place of the card's")
+    s = sub.add_parser("rescore", help="recompute verdicts and summaries of results from their stored runs")
+    s.add_argument("--results", action="append", required=True)
     w = sub.add_parser("width")
     w.add_argument("--results", action="append", required=True)
     w.add_argument("--out", required=True)
@@ -281,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        adopt=parse_options(args.adopt, "--adopt", names=True)))
         elif args.cmd == "results":
             print(replace_results(args.name, args.results, notes=args.notes))
+        elif args.cmd == "rescore":
+            print("\n".join(map(str, rescore_dirs(args.results))))
         else:
             width_figure(_results(args.results), pathlib.Path(args.out))
     except (ValueError, lopt.LoptFileError) as e:

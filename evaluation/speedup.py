@@ -1,8 +1,12 @@
-"""VeLO's speed-up metric: how many steps a tuned reference optimizer needs to reach the learned
-optimizer's final loss (`evaluation.protocol` uses each task's best tuned baseline for training loss).
+"""Speed-ups on training loss against a tuned reference (`evaluation.protocol` uses each task's
+best tuned baseline): VeLO's, how many steps the reference needs to reach the learned optimizer's
+final loss, and the converse, how many steps the learned optimizer needs to reach the reference's
+final loss (defined on tasks where the reference never gets as low as the learned optimizer).
 
 >>> speedup([2.0, 1.0, 0.5], [10, 20, 30], 1.0, 30)["value"]  # Adam reaches 1.0 at step 20 of 30
 0.6666666666666666
+>>> speedup_at_reference([2.0, 1.0, 0.5], [10, 20, 30], 1.0, 30)["value"]  # 1.0 at step 20: 1.5× faster
+1.5
 """
 
 from __future__ import annotations
@@ -45,3 +49,28 @@ def speedup(adam_curve: Sequence[float | None], steps: Sequence[int], target: fl
 
 def speedup_number(s: dict) -> float:
     return math.inf if s["status"] == "never_reached" else s["value"]
+
+
+def speedup_at_reference(learned_curve: Sequence[float | None], steps: Sequence[int], reference_final: float | None,
+                         horizon: int, basis: str = SPEEDUP_BASIS) -> dict:
+    """The horizon over the steps the learned optimizer needs to reach `reference_final` (the tuned
+    reference's final loss), read off its curve as `speedup` reads the reference's; > 1 means the
+    learned optimizer is faster. `status` is "reached" (`value` = horizon / `learned_steps`),
+    "never_reached" (`value` 0: the learned optimizer never gets there, or diverged) or
+    "reference_diverged" (a non-finite `reference_final`: `value` None)."""
+    walk = speedup(learned_curve, steps, reference_final, horizon, basis)
+    out = {"basis": basis, "target": walk["target"], "learned_steps": walk["adam_steps"], "value": None,
+           "status": walk["status"], "first_window": walk["first_window"]}
+    if walk["status"] == "learned_diverged":
+        out["status"] = "reference_diverged"
+    elif walk["status"] == "never_reached":
+        out["value"] = 0.0
+    elif walk["adam_steps"] > 0:
+        out["value"] = horizon / walk["adam_steps"]
+    else:  # the reference ended at or above the initial loss: no step is needed
+        out["value"], out["status"] = None, "at_start"
+    return out
+
+
+def speedup_at_reference_number(s: dict) -> float:
+    return math.inf if s["status"] == "at_start" else s["value"]

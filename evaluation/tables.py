@@ -99,7 +99,10 @@ def summary_lines(results: dict) -> list[str]:
                    "–" if s["speedup_median"] is None else f"{s['speedup_median']:.2f}")
             lines.append(f"- **{l}, {name}**: training loss below the best tuned baseline on {s['train_wins']}/{n} "
                          f"tasks, validation loss on {s['valid_wins']}/{n} (within 5%: {s['valid_within_5pct']}/{n}); "
-                         f"median speed-up on training loss {med}; runs with a non-finite loss "
+                         f"median speed-up on training loss {med}"
+                         + (f" (at the baseline's final loss: {s['speedup_at_baseline_median']:.2f})"
+                            if s.get("speedup_at_baseline_median") is not None else "")
+                         + "; runs with a non-finite loss "
                          f"{s['nonfinite_runs']}/{s['runs']}, ending above their initial loss "
                          f"{s['above_initial_runs']}/{s['runs']}."
                          + (f" Below untuned AdamW + cosine at 1e-3: training loss on {s['train_beats_untuned']}/"

@@ -17,6 +17,7 @@ import lopt
 from evaluation import baselines as bl
 from evaluation import evaluate as ev
 from evaluation import ledger, protocol, runner, suites, tables
+from evaluation.speedup import speedup_at_reference
 from evaluation.tasks import EvalTask
 from evaluation.user_tasks import UserTaskSpec
 
@@ -247,12 +248,47 @@ def test_summary_of_failures_and_speedup():
     zero = {"nonfinite": 1, "above_initial": 0, "seeds": [1, 2], "train_mean": None}
     tuned = {m: {"nonfinite": 0, "above_initial": 1, "seeds": [1, 2]} for m in protocol.METRICS}
     v = {"train": {"win": False, "within_5pct": False}, "valid": {"win": True, "within_5pct": True},
-         "speedup": {"status": "reached", "value": 2.0}}
+         "speedup": {"status": "reached", "value": 2.0},
+         "speedup_at_baseline": {"status": "reached", "value": 1.6}}
     results = {"lopts": [{"label": "x"}], "tasks": {"t": {"learned": {"x": {
         "zero_tune": zero, "tuned": tuned, "verdicts": {"zero_tune": v, "tuned": v}}}}}}
     s = protocol.summarize(results)["x"]
     assert (s["zero_tune"]["nonfinite_runs"], s["zero_tune"]["runs"], s["zero_tune"]["valid_wins"]) == (1, 2, 1)
     assert (s["tuned"]["above_initial_runs"], s["tuned"]["runs"], s["tuned"]["speedup_median"]) == (2, 4, 2.0)
+    assert s["tuned"]["speedup_at_baseline_median"] == 1.6
+
+
+def test_rescore_recomputes_the_verdicts_of_stored_runs(run, tmp_path):
+    """Results written before a verdict existed get it from their stored runs, nothing re-run;
+    on current results rescoring changes nothing."""
+    import copy
+    import shutil
+
+    from evaluation import report
+
+    results, out = run
+    again = protocol.rescore(copy.deepcopy(results))
+    assert again["summary"] == results["summary"]
+    assert all(again["tasks"][t]["learned"] == results["tasks"][t]["learned"] for t in results["tasks"])
+    old = copy.deepcopy(results)
+    for entry in old["tasks"].values():
+        for runs in entry["learned"].values():
+            for v in runs["verdicts"].values():
+                del v["speedup_at_baseline"]
+    for per in old["summary"].values():
+        for s in per.values():
+            del s["speedup_at_baseline_median"]
+    d = tmp_path / "old"
+    shutil.copytree(out, d)
+    (d / "results.json").write_text(json.dumps(old))
+    assert report.rescore_dirs([d]) == [d / "results.json"]
+    stored = json.loads((d / "results.json").read_text())
+    assert stored["summary"] == results["summary"]
+    entry = next(iter(stored["tasks"].values()))
+    runs = next(iter(entry["learned"].values()))
+    want = speedup_at_reference(runs["zero_tune"]["train_curve"]["mean"], entry["steps"],
+                                entry["baselines"][entry["best"]["train"]]["train"]["train_mean"], entry["num_steps"])
+    assert runs["verdicts"]["zero_tune"]["speedup_at_baseline"] == want
 
 
 def test_summary_statistics_of_runs():

@@ -1,11 +1,11 @@
-"""evaluation.speedup: VeLO's speed-up metric against a fine-grid walk of the piecewise-linear curve."""
+"""evaluation.speedup: VeLO's speed-up and its converse, against a fine-grid walk of the curve."""
 
 import math
 
 import numpy as np
 import pytest
 
-from evaluation.speedup import speedup
+from evaluation.speedup import speedup, speedup_at_reference, speedup_at_reference_number
 
 
 def _reference_speedup(curve, steps, target, horizon):
@@ -47,3 +47,29 @@ def test_speedup_random_curves_and_edge_cases():
     assert speedup([None, None], [5, 10], 1.0, 10)["status"] == "never_reached"  # Adam diverged
     assert speedup([1.0, 0.5], [5, 10], None, 10)["status"] == "learned_diverged"
     assert speedup([1.0, 0.5], [5, 10], math.nan, 10)["value"] is None
+
+
+@pytest.mark.parametrize("curve, reference_final, expected, status", [
+    ([4.0, 3.0, 2.0, 1.0], 2.5, 100 / 62.5, "reached"),   # halfway between steps 50 and 75
+    ([4.0, 3.0, 2.0, 1.0], 1.0, 1.0, "reached"),          # reached at the horizon: as fast as the reference
+    ([4.0, 3.0, 2.0, 1.5], 1.0, 0.0, "never_reached"),    # the learned optimizer never gets there
+    ([4.0, None, None, None], 3.0, 0.0, "never_reached"),  # it diverged first
+    ([4.0, 3.0, 2.0, 1.0], math.nan, None, "reference_diverged"),
+])
+def test_speedup_at_the_reference_final_loss_hand_computed(curve, reference_final, expected, status):
+    got = speedup_at_reference(curve, [25, 50, 75, 100], reference_final, 100)
+    assert got["status"] == status
+    assert got["value"] == (None if expected is None else pytest.approx(expected))
+
+
+def test_speedup_at_the_reference_is_the_horizon_over_the_walked_crossing():
+    rng = np.random.default_rng(1)
+    steps = np.arange(1, 26) * 40
+    for _ in range(20):
+        curve = np.exp(-np.cumsum(rng.uniform(0, 0.2, 25))) + rng.normal(0, 0.01, 25)
+        final = rng.uniform(curve.min() - 0.05, curve.max())
+        got = speedup_at_reference(list(curve), list(steps), float(final), 1000)
+        walked = _reference_speedup(curve, steps, final, 1000)  # the crossing as a fraction of the horizon
+        assert got["value"] == pytest.approx(0.0 if walked == math.inf else 1 / walked, rel=1e-3)
+    starts_below = speedup_at_reference([1.0, 0.5], [0, 10], 2.0, 10)  # the reference ended above the start
+    assert starts_below["status"] == "at_start" and speedup_at_reference_number(starts_below) == math.inf
