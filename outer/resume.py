@@ -50,7 +50,8 @@ def save(workdir: str, step: int, theta, opt_state, states: list, key: jax.Array
          setup: Setup) -> None:
     """Gathers the sharded state (from every host) and writes it whole from the first host."""
     tree = sharding.to_host({"theta": theta, "opt_state": opt_state, "groups": states, "key": key})
-    meta = {"fingerprint": setup.fingerprint, "epochs": list(groups.epochs), "config": setup.config_json}
+    meta = {"fingerprint": setup.fingerprint, "epochs": list(groups.epochs), "config": setup.config_json,
+            "arch": setup.arch.name, "arch_version": setup.arch.version}
     if jax.process_index() == 0:
         checkpoints.save(workdir, step, tree, meta, keep=setup.keep)
 
@@ -65,6 +66,12 @@ def _compatible(setup: Setup) -> Callable[[dict], None]:
             raise checkpoints.CheckpointError(
                 f"the workdir holds an incompatible run (differs in {diff}); use a new --workdir"
             )
+        version = meta.get("arch_version")  # (checkpoints written before it was recorded carry none)
+        if version is not None and version != setup.arch.version:
+            raise checkpoints.CheckpointError(
+                f"the workdir's checkpoint is of {meta.get('arch')} version {version}, this code's {setup.arch.name} "
+                f"is version {setup.arch.version} (the same theta would step differently); export it with the "
+                "code that wrote it, or start a new --workdir from an export via --config.init_from")
 
     return check
 

@@ -154,6 +154,19 @@ def test_incompatible_workdir_is_refused(uninterrupted, tmp_path):
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
 
 
+def test_a_checkpoint_of_another_architecture_version_is_refused(uninterrupted, tmp_path, monkeypatch):
+    """A checkpoint records its architecture's version: after a bump (the same theta would step
+    differently) the workdir is refused with the reason, and nothing in it changes."""
+    full_dir, _ = uninterrupted
+    workdir = tmp_path / "copy"
+    shutil.copytree(full_dir, workdir)
+    before = {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()}
+    monkeypatch.setattr(lopt.MuLO, "version", lopt.MuLO.version + 1)
+    with pytest.raises(checkpoints.CheckpointError, match=r"mulo version \d+, this code's mulo is version \d+"):
+        meta_train.run(tiny.get_config(), str(workdir))
+    assert {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()} == before
+
+
 def test_exported_file_loads_and_trains_a_task(uninterrupted):
     full_dir, full = uninterrupted
     path = full_dir / outer.EXPORT_NAME
