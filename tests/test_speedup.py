@@ -35,12 +35,20 @@ def test_speedup_hand_computed(curve, target, expected):
     assert got["first_window"] == (expected == 0.25)
 
 
-def test_speedup_random_curves_and_edge_cases():
-    rng = np.random.default_rng(0)
-    steps = np.arange(1, 26) * 40
-    for _ in range(20):
+STEPS = np.arange(1, 26) * 40  # 25 windows of a 1000-step run
+
+
+def _noisy_curves(seed, n=20):
+    """(curve, target) pairs: a noisy decaying loss and a level somewhere in (or below) its range."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
         curve = np.exp(-np.cumsum(rng.uniform(0, 0.2, 25))) + rng.normal(0, 0.01, 25)
-        target = rng.uniform(curve.min() - 0.05, curve.max())
+        yield curve, rng.uniform(curve.min() - 0.05, curve.max())
+
+
+def test_speedup_random_curves_and_edge_cases():
+    steps = STEPS
+    for curve, target in _noisy_curves(0):
         got = speedup(list(curve), list(steps), float(target), 1000)
         got = math.inf if got["status"] == "never_reached" else got["value"]
         assert got == pytest.approx(_reference_speedup(curve, steps, target, 1000), abs=1e-4)
@@ -63,11 +71,8 @@ def test_speedup_at_the_reference_final_loss_hand_computed(curve, reference_fina
 
 
 def test_speedup_at_the_reference_is_the_horizon_over_the_walked_crossing():
-    rng = np.random.default_rng(1)
-    steps = np.arange(1, 26) * 40
-    for _ in range(20):
-        curve = np.exp(-np.cumsum(rng.uniform(0, 0.2, 25))) + rng.normal(0, 0.01, 25)
-        final = rng.uniform(curve.min() - 0.05, curve.max())
+    steps = STEPS
+    for curve, final in _noisy_curves(1):
         got = speedup_at_reference(list(curve), list(steps), float(final), 1000)
         walked = _reference_speedup(curve, steps, final, 1000)  # the crossing as a fraction of the horizon
         assert got["value"] == pytest.approx(0.0 if walked == math.inf else 1 / walked, rel=1e-3)
