@@ -10,11 +10,12 @@ Command:  python meta_train.py --config configs/celo2/stage5.py --workdir runs/c
           python meta_train.py --config configs/celo2/stage5.py --workdir runs/celo2/stage5 --export
 Inner steps/s: up to 9,500, 400-3,100 beside evaluations (`perf/inner_steps_per_s`; Newton–Schulz
 makes each inner step dearer).
-Cost on 2 CPU cores: 1358 meta-steps in about 40 minutes of running wall-clock (2026-12-08, paused
-while evaluations and the test suite ran); it continues (`--workdir runs/celo2/stage5`, or from
-stage5.safetensors beside this recipe, its export at meta-step 1358, via `--config.init_from`).
+Cost on 2 CPU cores: 1891 meta-steps in about 70 minutes of running wall-clock (2026-12-08, paused
+while evaluations and the test suite ran, beside one the rest); it continues (`--workdir
+runs/celo2/stage5`, or from stage5.safetensors beside this recipe, its export at meta-step 1891,
+via `--config.init_from`).
 Result so far: with orthogonalization the held-out meta-loss (the same 3 family tasks as stages
-1-4) starts at 0.1877, against 0.1845 for stage 4's θ without it; 1358 meta-steps kept it within
+1-4) starts at 0.1877, against 0.1845 for stage 4's θ without it; 1891 meta-steps kept it within
 0.1874-0.1877. Not shipped.
 """
 
