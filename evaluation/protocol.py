@@ -17,8 +17,9 @@ it is at most 5% above; `beats_untuned` when its mean is below the untuned refer
 speed-ups are on training loss against the best baseline for training loss (`evaluation.speedup`):
 VeLO's (the steps the baseline needs to reach the learned optimizer's final loss, over the
 horizon; unbounded where it never gets there) and its converse at the baseline's final loss (the
-horizon over the steps the learned optimizer needs to reach it; 0 where it never does). A run *diverged* if any loss is non-finite; it *ended above
-initial* if its final training-sample or validation loss is above its step-0 value.
+horizon over the steps the learned optimizer needs to reach it; 0 where it never does). A run
+*diverged* if any loss is non-finite; it *ended above initial* if its final training-sample or
+validation loss is above its step-0 value.
 
 >>> choose([0.5, float("nan"), 0.2, 0.2])
 2
@@ -188,12 +189,11 @@ def verdicts(et: EvalTask, baselines: dict[str, dict], learned: dict[str, Any],
                     "ratio": finite(mine / ref) if ref not in (0.0, math.inf) and math.isfinite(mine) else None}
             if untuned is not None:
                 v[m]["beats_untuned"] = bool(mine < _score(untuned, m))
-        target = runs["train"]["train_mean"]
-        v["speedup"] = (speedup(baselines[best["train"]]["train"]["train_curve"]["mean"], et.steps, target,
-                                et.num_steps) if best["train"] else None)
+        bt = baselines[best["train"]]["train"] if best["train"] else None  # the best baseline's training runs
+        v["speedup"] = (speedup(bt["train_curve"]["mean"], et.steps, runs["train"]["train_mean"], et.num_steps)
+                        if bt else None)
         v["speedup_at_baseline"] = (speedup_at_reference(runs["train"]["train_curve"]["mean"], et.steps,
-                                                         baselines[best["train"]]["train"]["train_mean"],
-                                                         et.num_steps) if best["train"] else None)
+                                                         bt["train_mean"], et.num_steps) if bt else None)
         v["never_diverged"] = runs["train"]["nonfinite"] == 0 and runs["valid"]["nonfinite"] == 0
         v["never_above_initial"] = runs["train"]["above_initial"] == 0 and runs["valid"]["above_initial"] == 0
         out[protocol] = v

@@ -1,7 +1,8 @@
 """Speed-ups on training loss against a tuned reference (`evaluation.protocol` uses each task's
 best tuned baseline): VeLO's, how many steps the reference needs to reach the learned optimizer's
 final loss, and the converse, how many steps the learned optimizer needs to reach the reference's
-final loss (defined on tasks where the reference never gets as low as the learned optimizer).
+final loss (finite where VeLO's is unbounded: the reference never gets as low as the learned
+optimizer within the run).
 
 >>> speedup([2.0, 1.0, 0.5], [10, 20, 30], 1.0, 30)["value"]  # Adam reaches 1.0 at step 20 of 30
 0.6666666666666666
